@@ -1,0 +1,199 @@
+"""The ``asclab`` command line: parses, calls one function per command, prints.
+
+User errors (``AsclabError``) print one line without a traceback and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from asclab import __version__
+from asclab.errors import AsclabError
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any recipe value, e.g. --set train.epochs=2 --set model.width=16")
+    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
+    p.add_argument("--batch-size", type=int, help="shortcut for --set train.batch_size=N")
+    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
+
+
+def _overrides(args) -> list[str]:
+    out = list(args.overrides)
+    for key, name in (("train.epochs", "epochs"), ("train.batch_size", "batch_size"), ("train.seed", "seed")):
+        if getattr(args, name, None) is not None:
+            out.append(f"{key}={getattr(args, name)}")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asclab", description="Acoustic scene classification toolkit.")
+    p.add_argument("--version", action="version", version=f"asclab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="make or inspect data sets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    synth = dsub.add_parser("synth", help="write the embedded SYNTHETIC scene set (TAU 2020 Mobile layout)")
+    synth.add_argument("out")
+    synth.add_argument("--per-cell", type=int, default=None,
+                       help="clips per class x device in the training devices")
+    synth.add_argument("--seconds", type=float, default=None)
+    synth.add_argument("--sample-rate", type=int, default=None)
+    synth.add_argument("--seed", type=int, default=0)
+    desc = dsub.add_parser("describe", help="counts per class, device, city and split")
+    desc.add_argument("dir")
+    desc.add_argument("--split", default=None, help="DCASE 2024 split file, e.g. split25")
+
+    sub.add_parser("recipes", help="list the recipes (one per paper setting)")
+
+    demo = sub.add_parser("demo", help="synthesise data, train, evaluate and predict in a few minutes")
+    demo.add_argument("--out", default="demo_out")
+    demo.add_argument("--epochs", type=int, default=None)
+    demo.add_argument("--quiet", action="store_true")
+
+    tr = sub.add_parser("train", help="train a recipe on a data set")
+    tr.add_argument("recipe", help="recipe name (see 'asclab recipes') or a YAML file")
+    tr.add_argument("--data", required=True)
+    tr.add_argument("--out", required=True, help="run folder")
+    tr.add_argument("--cache-dir", default=None, help="feature cache folder (default $ASCLAB_CACHE_DIR or ~/.cache/asclab)")
+    tr.add_argument("--all-data", action="store_true", help="train on train+test (no validation), 2019 sec. 3.8")
+    tr.add_argument("--force", action="store_true", help="overwrite a run folder that holds a model")
+    tr.add_argument("--quiet", action="store_true")
+    _add_overrides(tr)
+
+    ev = sub.add_parser("evaluate", help="metrics of a trained model on a data set's test split")
+    ev.add_argument("ckpt", help="run folder or model.ckpt")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--out", default=None, help="folder for metrics.json and plots (default: beside the model)")
+    ev.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default: the recipe's)")
+    ev.add_argument("--ensemble", nargs="*", default=[], help="more checkpoints whose softmax outputs are averaged")
+    ev.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and reported)")
+    ev.add_argument("--quiet", action="store_true")
+
+    pr = sub.add_parser("predict", help="classify audio files")
+    pr.add_argument("ckpt")
+    pr.add_argument("files", nargs="+")
+    pr.add_argument("--csv", default=None, help="also write a CSV here")
+    pr.add_argument("--top", type=int, default=3)
+    pr.add_argument("--skip-bad", action="store_true")
+
+    cx = sub.add_parser("complexity", help="parameters, memory, MACs and challenge limits")
+    cx.add_argument("target", nargs="*", help="model names, recipe names/files or checkpoints (default: every model)")
+    cx.add_argument("--json", action="store_true")
+    return p
+
+
+def cmd_data(args) -> int:
+    if args.data_command == "synth":
+        from asclab.data.synth import make_synthetic_dataset
+        kwargs = {k: v for k, v in (("n_per_class_device", args.per_cell), ("seconds", args.seconds),
+                                    ("sample_rate", args.sample_rate)) if v is not None}
+        make_synthetic_dataset(args.out, seed=args.seed, **kwargs)
+        from asclab.data import open_dataset
+        from asclab.data.describe import describe
+        print(describe(open_dataset(args.out)))
+        print(f"wrote SYNTHETIC data set to {args.out}")
+        return 0
+    if args.data_command == "describe":
+        from asclab.data import open_dataset
+        from asclab.data.describe import describe
+        print(describe(open_dataset(args.dir, split=args.split)))
+        return 0
+    raise AsclabError("asclab data: choose 'synth' or 'describe'")
+
+
+def cmd_recipes(args) -> int:
+    from asclab.config import list_recipes
+    recipes = list_recipes()
+    width = max(map(len, recipes), default=10)
+    for name, desc in recipes.items():
+        print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from asclab.api import run_demo
+    run_demo(args.out, epochs=args.epochs, progress=not args.quiet)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from asclab.api import train_run
+    s = train_run(args.recipe, args.data, args.out, overrides=_overrides(args), cache_dir=args.cache_dir,
+                  progress=not args.quiet, force=args.force, all_data=args.all_data)
+    m = s.get("metrics")
+    if m:
+        print(m["text"])
+    print(f"model: {s['model']}\nrun folder: {s['run']} ({s['train_seconds']} s training)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from asclab.api import evaluate_run
+    m = evaluate_run(args.ckpt, args.data, out_dir=args.out, tta=args.tta, ensemble=args.ensemble,
+                     progress=not args.quiet, on_error="skip" if args.skip_bad else "raise")
+    print(m["text"])
+    if m["skipped"]:
+        print(f"skipped {len(m['skipped'])} unreadable file(s); listed in metrics.json")
+    where = Path(args.out) if args.out else Path(m["checkpoint"]).parent
+    print(f"metrics: {where / 'metrics.json'}\nconfusion matrix: {where / 'confusion.png'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from asclab.api import predict_files
+    rows = predict_files(args.ckpt, args.files, top=args.top, on_error="skip" if args.skip_bad else "raise")
+    for r in rows:
+        tops = "  ".join(f"{c} {p:.2f}" for c, p in r["top"])
+        print(f"{r['file']}\t{r['label']}\t{tops}")
+    if args.csv and rows:
+        from asclab.io import write_text
+        buf = io.StringIO()
+        classes = list(rows[0]["probs"])
+        w = csv.writer(buf)
+        w.writerow(["file", "label", *classes])
+        for r in rows:
+            w.writerow([r["file"], r["label"], *(f"{r['probs'][c]:.6f}" for c in classes)])
+        write_text(args.csv, buf.getvalue())
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def cmd_complexity(args) -> int:
+    from asclab.api import complexity_targets
+    from asclab.compress.complexity import format_report
+    reports = complexity_targets(args.target)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        print(format_report(reports))
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "data": cmd_data, "recipes": cmd_recipes, "train": cmd_train, "evaluate": cmd_evaluate,
+            "predict": cmd_predict, "complexity": cmd_complexity}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 1
+    try:
+        return COMMANDS[args.command](args)
+    except AsclabError as exc:
+        print(f"asclab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asclab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

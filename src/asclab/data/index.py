@@ -1,0 +1,245 @@
+"""``open_dataset``: detect a data set's layout, read it, map its labels, fix its train/test split."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from asclab.data.classmaps import CLASS_MAPS
+from asclab.data.dcase2024 import available_splits, read_dcase2024, resolve_split
+from asclab.data.folders import read_class_folders
+from asclab.data.manifest import read_manifest
+from asclab.data.records import Record
+from asclab.data.tables import ErrorPolicy, Skipped
+from asclab.data.tau import read_tau
+from asclab.errors import AsclabError, ConfigError, DataError
+
+LAYOUTS = ("tau", "dcase2024", "manifest", "folders")
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+UNASSIGNED = "unassigned"
+
+
+@dataclass
+class DatasetIndex:
+    """Every record of a data set plus the chosen split.
+
+    ``classes`` fixes the label order (sorted unless given). ``train``/``test``
+    come from the data set's own split or, for folds, from ``test_fold``;
+    when neither exists they raise an AsclabError saying how to choose.
+    """
+
+    root: Path
+    layout: str
+    records: list[Record]
+    classes: list[str]
+    skipped: list[Skipped] = field(default_factory=list)
+    split: str | None = None  # the DCASE 2024 split file chosen, e.g. "split25"
+    test_fold: int | None = None
+    synthetic: bool = False
+
+    def _split(self, name: str) -> list[Record]:
+        if not any(r.split in ("train", "test") for r in self.records):
+            folds = sorted({r.fold for r in self.records if r.fold is not None})
+            if folds:
+                raise AsclabError(
+                    f"{self.root}: the data set has folds {', '.join(map(str, folds))} but no test fold was "
+                    "chosen; pass test_fold=K (command line: --test-fold K)"
+                )
+            raise AsclabError(
+                f"{self.root}: no train/test split and no folds; give a manifest with a 'split' or "
+                "'fold' column, or use a layout with evaluation_setup/ or split*.csv files"
+            )
+        return [r for r in self.records if r.split == name]
+
+    @property
+    def train(self) -> list[Record]:
+        return self._split("train")
+
+    @property
+    def test(self) -> list[Record]:
+        return self._split("test")
+
+    @property
+    def evaluate(self) -> list[Record]:
+        """Unlabelled evaluation records (TAU ``fold1_test.csv``, asked for with split="evaluate")."""
+        return [r for r in self.records if r.split == "evaluate"]
+
+    def summary(self) -> dict:
+        """Counts per class, device, city, split and fold, overall and per split."""
+
+        def counts(records: Sequence[Record]) -> dict:
+            return {
+                "classes": _count(r.label if r.label is not None else "(unlabelled)" for r in records),
+                "devices": _count(r.device if r.device is not None else "(unknown)" for r in records),
+                "cities": _count(r.city if r.city is not None else "(unknown)" for r in records),
+            }
+
+        by_split: dict[str, list[Record]] = {}
+        for r in self.records:
+            by_split.setdefault(r.split or UNASSIGNED, []).append(r)
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "synthetic": self.synthetic,
+            "split_file": self.split,
+            "test_fold": self.test_fold,
+            "records": len(self.records),
+            "class_list": list(self.classes),
+            **counts(self.records),
+            "splits": {k: len(v) for k, v in sorted(by_split.items())},
+            "folds": _count(r.fold for r in self.records if r.fold is not None),
+            "by_split": {k: counts(v) for k, v in sorted(by_split.items())},
+            "skipped": len(self.skipped),
+        }
+
+
+def _count(values) -> dict:
+    return dict(sorted(Counter(values).items(), key=lambda kv: str(kv[0])))
+
+
+def detect_layout(root: str | Path) -> str:
+    """Which reader a path needs (see module doc of each reader)."""
+    root = Path(root)
+    if root.is_file():
+        if root.suffix.lower() in (".csv", ".tsv", ".txt"):
+            return "manifest"
+        raise DataError(f"{root}: not a data set folder or a .csv manifest")
+    if not root.is_dir():
+        raise DataError(f"{root}: data set not found")
+    if available_splits(root):
+        return "dcase2024"
+    if (root / "meta.csv").is_file() or (root / "evaluation_setup").is_dir():
+        return "tau"
+    if (root / "manifest.csv").is_file():
+        return "manifest"
+    return "folders"
+
+
+def open_dataset(
+    root: str | Path,
+    *,
+    split: str | None = None,
+    test_fold: int | None = None,
+    class_map: Mapping[str, str] | str | None = None,
+    classes: Sequence[str] | None = None,
+    on_error: str = "raise",
+    check_files: bool = True,
+    layout: str | None = None,
+    strip_number_prefix: bool = False,
+) -> DatasetIndex:
+    """Read a data set, auto-detecting its layout.
+
+    Layouts: ``split*.csv`` (in the root or ``split_setup/``) -> "dcase2024"
+    (``split="split25"`` etc., default the largest); ``meta.csv`` or
+    ``evaluation_setup/`` -> "tau" (``split="evaluate"`` adds the unlabelled
+    fold1_test records); a ``.csv`` file or a folder with ``manifest.csv`` ->
+    "manifest"; otherwise class folders. ``class_map`` (a mapping or the name
+    of one in CLASS_MAPS) renames labels; a label already equal to a target
+    class is kept. A label outside ``class_map``/``classes`` is an error naming
+    file and row. ``check_files`` requires listed audio to exist; with
+    ``on_error="skip"`` bad rows and missing files are dropped and listed in
+    ``DatasetIndex.skipped``.
+    """
+    root = Path(root)
+    layout = layout or detect_layout(root)
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    policy = ErrorPolicy(on_error)
+    skipped = policy.skipped
+    split_name = None
+    if layout == "dcase2024":
+        split_name, _ = resolve_split(root, split)
+        records = read_dcase2024(root, split=split_name, check_files=check_files, on_error=on_error, skipped=skipped)
+    elif layout == "tau":
+        if split not in (None, "evaluate"):
+            raise ConfigError(f"split={split!r}: a TAU layout takes split=None or 'evaluate' (adds fold1_test)")
+        records = read_tau(root, include_evaluate=split == "evaluate", check_files=check_files,
+                           on_error=on_error, skipped=skipped)
+    else:
+        if split is not None:
+            raise ConfigError(f"split={split!r} applies to DCASE 2024 (split5 ... split100) and TAU ('evaluate') layouts")
+        if layout == "manifest":
+            path = root if root.is_file() else root / "manifest.csv"
+            records = read_manifest(path, check_files=check_files, on_error=on_error, skipped=skipped)
+        else:
+            records = read_class_folders(root, strip_number_prefix=strip_number_prefix, on_error=on_error,
+                                         skipped=skipped)
+    records = map_labels(records, class_map, classes, policy)
+    if test_fold is not None:
+        records = assign_test_fold(records, test_fold, root, policy)
+    if classes is not None:
+        class_list = list(classes)
+    else:
+        class_list = sorted({r.label for r in records if r.label is not None})
+    base = root if root.is_dir() else root.parent
+    return DatasetIndex(
+        root=root, layout=layout, records=records, classes=class_list, skipped=skipped,
+        split=split_name, test_fold=test_fold, synthetic=is_synthetic(base),
+    )
+
+
+def resolve_class_map(class_map: Mapping[str, str] | str | None) -> Mapping[str, str] | None:
+    if isinstance(class_map, str):
+        if class_map not in CLASS_MAPS:
+            raise ConfigError(f"unknown class map {class_map!r}; known: {', '.join(CLASS_MAPS)}")
+        return CLASS_MAPS[class_map]
+    return class_map
+
+
+def map_labels(
+    records: list[Record],
+    class_map: Mapping[str, str] | str | None,
+    classes: Sequence[str] | None,
+    policy: ErrorPolicy,
+) -> list[Record]:
+    """Rename labels through ``class_map`` and check them against ``classes``."""
+    mapping = resolve_class_map(class_map)
+    targets = set(mapping.values()) if mapping is not None else set()
+    allowed = set(classes) if classes is not None else None
+    out = []
+    for rec in records:
+        label = rec.label
+        if label is not None and mapping is not None:
+            if label in mapping:
+                label = mapping[label]
+            elif label not in targets:
+                policy.report(rec.extra.get("source", rec.path), rec.extra.get("row"),
+                              f"label {label!r} of {rec.extra.get('filename', rec.path)} is not in the class map")
+                continue
+        if label is not None and allowed is not None and label not in allowed:
+            policy.report(rec.extra.get("source", rec.path), rec.extra.get("row"),
+                          f"label {label!r} of {rec.extra.get('filename', rec.path)} is not one of the classes "
+                          f"({', '.join(classes)})")
+            continue
+        out.append(rec if label == rec.label else replace(rec, label=label))
+    return out
+
+
+def assign_test_fold(records: list[Record], test_fold: int, root: Path, policy: ErrorPolicy) -> list[Record]:
+    """Records of ``test_fold`` become "test", the other folds "train"."""
+    folds = sorted({r.fold for r in records if r.fold is not None})
+    if not folds:
+        raise ConfigError(f"test_fold={test_fold} but {root} defines no folds")
+    if test_fold not in folds:
+        raise ConfigError(f"test_fold={test_fold} is not one of the folds of {root} ({', '.join(map(str, folds))})")
+    out = []
+    for rec in records:
+        if rec.fold is None:
+            policy.report(rec.extra.get("source", rec.path), rec.extra.get("row"),
+                          f"{rec.extra.get('filename', rec.path)} has no fold")
+            continue
+        out.append(replace(rec, split="test" if rec.fold == test_fold else "train"))
+    return out
+
+
+def is_synthetic(folder: Path) -> bool:
+    """True for a folder written by ``make_synthetic_dataset`` (it carries SYNTHETIC.json)."""
+    marker = folder / SYNTHETIC_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        return bool(json.loads(marker.read_text(encoding="utf-8")).get("synthetic"))
+    except (ValueError, OSError, AttributeError):
+        return False

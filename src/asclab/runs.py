@@ -1,0 +1,45 @@
+"""Run folders: what a run records beside its results (recipe, seed, versions,
+git revision), so every number can be traced to the command that made it."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from asclab import __version__
+from asclab.config import dump_recipe
+from asclab.io import write_json, write_text
+
+
+def git_revision() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    import lightning
+    import numpy
+    import torch
+    return {
+        "asclab": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+        "lightning": lightning.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(), "git_revision": git_revision(),
+    }
+
+
+def record_run(out_dir: Path, recipe: dict, command: list[str] | None = None, **extra) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "recipe.yaml", dump_recipe(recipe))
+    write_json(out_dir / "run_info.json", {
+        "recipe": recipe.get("name"), "seed": recipe.get("train", {}).get("seed"),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command or sys.argv,
+        "environment": environment(), **extra,
+    })

@@ -1,0 +1,75 @@
+"""The self-describing asclab model file.
+
+It carries what prediction needs (class names, feature config, model config),
+the recipe, a training-data summary and metrics, so ``asclab predict
+model.ckpt clip.wav`` needs nothing else. Everything in it is a tensor or a
+plain Python value, so it loads with ``torch.load(weights_only=True)``: a
+model file is untrusted input and loading it never runs code.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from asclab.errors import CheckpointError
+from asclab.io import atomic_path
+
+FORMAT = "asclab-model"
+VERSION = 1
+
+
+@dataclass
+class ModelFile:
+    state_dict: dict
+    classes: list[str]
+    features: dict
+    model: dict
+    recipe: dict
+    duration: float | None = None
+    devices: list[str] = field(default_factory=list)
+    data_summary: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def to_payload(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
+
+
+def save_model_file(mf: ModelFile, path: str | Path) -> Path:
+    with atomic_path(path, suffix=".ckpt") as tmp:
+        torch.save(mf.to_payload(), tmp)
+    return Path(path)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its ``model.ckpt``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.ckpt"
+    if not p.exists():
+        raise CheckpointError(f"{p}: checkpoint not found")
+    return p
+
+
+def load_model_file(path: str | Path) -> ModelFile:
+    p = resolve_checkpoint(path)
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "disallowed content"
+        raise CheckpointError(f"{p}: refused, not a plain asclab checkpoint ({first[:160]})") from None
+    except Exception as exc:  # zip/EOF/format errors from torch.load
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not an asclab model file (a Lightning training checkpoint? "
+                              "use the run folder's model.ckpt)")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{p}: written by a newer asclab (format version {payload['version']})")
+    fields = ModelFile.__dataclass_fields__
+    missing = [k for k in ("state_dict", "classes", "features", "model") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{p}: asclab model file lacks {', '.join(missing)}")
+    return ModelFile(**{k: payload[k] for k in fields if k in payload})

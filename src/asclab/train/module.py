@@ -1,0 +1,159 @@
+"""The Lightning module: features (if not cached), augmentation, model, loss.
+
+One module serves every recipe. A batch holds either cached features ``x`` or
+raw waveforms ``wave`` (when the recipe augments waveforms, Horvath 2021
+sec. 3, features are computed on the fly). Targets are soft one-hot vectors so
+mixup, FreqMix and CutMix mix them; when the recipe has a device head (Gao &
+McDonnell 2020 sec. 2.4) the "major device" flag rides along as an extra
+target column and is mixed with the same weights.
+"""
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from asclab.augment import build_batch_mix, build_spec_augment, build_waveform_augment
+from asclab.augment.mixing import one_hot
+from asclab.evaluate.metrics import compute_metrics
+from asclab.features import FeatureExtractor
+from asclab.features.config import FeatureConfig
+from asclab.losses import ArcFaceHead, DeviceHead, build_loss
+from asclab.models import create_model
+from asclab.train.optim import build_optimizer
+from asclab.train.schedules import build_scheduler
+
+
+def model_kwargs(recipe: dict) -> dict:
+    return {k: v for k, v in recipe["model"].items() if k != "name"}
+
+
+class ASCModule(L.LightningModule):
+    def __init__(self, recipe: dict, classes: list[str], devices: list[str] | None = None,
+                 class_counts: list[int] | None = None, steps_per_epoch: int = 1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.recipe = recipe
+        self.classes = list(classes)
+        self.devices = list(devices or [])
+        self.fcfg = FeatureConfig.from_dict(recipe["features"])
+        self.features = FeatureExtractor(self.fcfg)
+        self.model = create_model(recipe["model"]["name"], num_classes=len(classes),
+                                  in_chans=self.fcfg.in_chans, **model_kwargs(recipe))
+        self.class_counts = class_counts
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.mode = "classify"
+        self.arcface: nn.Module | None = None
+        dh = recipe.get("device_head")
+        self.device_head = DeviceHead(self.model.embed_dim, weight=float(dh.get("weight", 0.1))) if dh else None
+        self.configure_training(recipe)
+        self._val_outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.frozen_modules: list[nn.Module] = []
+
+    def on_train_epoch_start(self) -> None:
+        # Frozen parts run in inference mode, BN statistics included (Keras' frozen layers).
+        for m in self.frozen_modules:
+            m.eval()
+
+    # ----- configuration that a workflow stage may change -------------------------------
+    def configure_training(self, recipe: dict) -> None:
+        """(Re)build loss and augmentation from a (stage) recipe."""
+        self.stage_recipe = recipe
+        self.loss_fn = build_loss(recipe["loss"], class_counts=self.class_counts)
+        aug = recipe.get("augment") or {}
+        self.wave_aug = build_waveform_augment(aug.get("waveform") or [], sample_rate=self.fcfg.sample_rate)
+        self.spec_aug = build_spec_augment(aug.get("spec") or [])
+        self.mix = build_batch_mix(aug.get("mix"))
+
+    def set_mode(self, mode: str, arcface: dict | None = None) -> None:
+        """'classify' (the model's own head) or 'arcface' (Horvath 2021 sec. 6)."""
+        if mode == "arcface" and self.arcface is None:
+            arcface = arcface or {}
+            self.arcface = ArcFaceHead(self.model.embed_dim, len(self.classes),
+                                       s=float(arcface.get("s", 30.0)), m=float(arcface.get("m", 0.5)))
+        self.mode = mode
+
+    # ----- forward -------------------------------------------------------------------
+    def extract(self, wave: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.features(wave)
+
+    def inputs(self, batch: dict, train: bool) -> torch.Tensor:
+        if "x" in batch:
+            return batch["x"]
+        wave = batch["wave"]
+        if train and self.wave_aug is not None:
+            wave = self.wave_aug(wave)
+        return self.extract(wave)
+
+    def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.mode == "arcface":
+            return self.arcface(self.model.embed(x), labels)
+        return self.model(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+    # ----- steps ---------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int):
+        x = self.inputs(batch, train=True)
+        k = len(self.classes)
+        y = one_hot(batch["label"], k)
+        if self.device_head is not None:
+            major = (batch["device"] == 0).float().unsqueeze(1)  # device index 0 is the major device
+            y = torch.cat([y, major], dim=1)
+        if self.spec_aug is not None:
+            x = self.spec_aug(x)
+        if self.mix is not None:
+            x, y = self.mix(x, y)
+        y_cls = y[:, :k]
+        if self.mode == "arcface":
+            # ArcFace needs a hard label for its margin; mixing is off in those stages.
+            loss = F.cross_entropy(self.logits(x, y_cls.argmax(1)), y_cls)
+        elif self.device_head is not None:
+            emb = self.model.embed(x)
+            logits = self.model(x)
+            dev_loss = self.device_head.loss(self.device_head(emb), y[:, k])
+            loss = self.loss_fn(logits, y_cls) + dev_loss
+            self.log("train_device_loss", dev_loss, on_step=False, on_epoch=True)
+        else:
+            loss = self.loss_fn(self.model(x), y_cls)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        x = self.inputs(batch, train=False)
+        logits = self.logits(x)
+        loss = F.cross_entropy(logits, batch["label"])
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
+        self._val_outputs.append((torch.softmax(logits.float(), 1).cpu().numpy(),
+                                  batch["label"].cpu().numpy(), batch["device"].cpu().numpy()))
+
+    def on_validation_epoch_end(self):
+        if not self._val_outputs:
+            return
+        probs = np.concatenate([o[0] for o in self._val_outputs])
+        labels = np.concatenate([o[1] for o in self._val_outputs])
+        self._val_outputs.clear()
+        m = compute_metrics(probs, labels, self.classes)
+        acc = torch.tensor(m.accuracy, device=self.device)
+        macro = torch.tensor(m.macro_accuracy, device=self.device)
+        self.log("val_acc", acc, prog_bar=False, sync_dist=True)
+        self.log("val_macro_acc", macro, prog_bar=True, sync_dist=True)
+
+    # ----- optimisation ---------------------------------------------------------------
+    def configure_optimizers(self):
+        r = self.stage_recipe
+        opt = build_optimizer(self, r["optim"])
+        epochs = int(r["train"]["epochs"])
+        try:
+            steps = max(1, int(self.trainer.estimated_stepping_batches) // max(1, epochs))
+        except Exception:  # no trainer attached (unit tests)
+            steps = self.steps_per_epoch
+        sched = build_scheduler(opt, r["schedule"], epochs=epochs, steps_per_epoch=steps)
+        if sched is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

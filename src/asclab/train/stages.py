@@ -1,0 +1,94 @@
+"""Multi-stage training workflows, each stage a partial recipe.
+
+A recipe's ``workflow.stages`` is a list; each stage overrides recipe blocks
+(``loss``, ``optim``, ``schedule``, ``augment``, ``train``) and may set:
+
+- ``mode``: ``classify`` or ``arcface`` (Horvath 2021 sec. 6), with ``arcface: {s, m}``;
+- ``trainable``: ``all`` or a list of parts among ``model``, ``body``, ``head``,
+  ``arcface``, ``device_head`` (the rest is frozen, BN included);
+- ``reset_head``: re-initialise the model's top layers (Horvath stage 4);
+- ``prune``: ``{amount: 0.6}`` global L1 pruning before the stage (QTI sec. 5.1);
+- ``balance``: ``{per_cell: 7}`` train this stage on balanced data (Horvath sec. 2).
+
+A recipe without a workflow is one stage.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from asclab.compress.prune import global_l1_prune
+from asclab.config import deep_merge
+from asclab.errors import ConfigError
+
+STAGE_KEYS = {"name", "mode", "arcface", "trainable", "reset_head", "prune", "balance",
+              "loss", "optim", "schedule", "augment", "train", "keep"}
+
+
+def stage_list(recipe: dict) -> list[dict]:
+    wf = recipe.get("workflow")
+    if not wf:
+        return [{"name": "train"}]
+    stages = wf.get("stages") or []
+    if not stages:
+        raise ConfigError("workflow.stages is empty")
+    for i, st in enumerate(stages):
+        unknown = sorted(set(st) - STAGE_KEYS)
+        if unknown:
+            raise ConfigError(f"workflow stage {i + 1}: unknown key(s) {', '.join(unknown)}")
+    return [dict(s) for s in stages]
+
+
+def _parts(module) -> dict[str, list[nn.Module]]:
+    model = module.model
+    head = getattr(model, "head", None)
+    body = [m for name, m in model.named_children() if m is not head]
+    return {
+        "model": [model],
+        "body": body,
+        "head": [head] if head is not None else [],
+        "arcface": [module.arcface] if module.arcface is not None else [],
+        "device_head": [module.device_head] if module.device_head is not None else [],
+    }
+
+
+def reset_parameters(m: nn.Module) -> None:
+    for sub in m.modules():
+        if hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+
+
+def apply_stage(module, recipe: dict, stage: dict) -> dict:
+    """Configure ``module`` for a stage and return the stage's effective recipe."""
+    srecipe = recipe
+    for block in ("loss", "optim", "schedule", "augment", "train"):
+        if block in stage:
+            srecipe = deep_merge(srecipe, {block: stage[block]})
+            if block == "augment":  # an augment block replaces, it does not merge lists
+                srecipe["augment"] = {"waveform": [], "spec": [], "mix": None, **(stage["augment"] or {})}
+    module.set_mode(stage.get("mode", "classify"), stage.get("arcface"))
+    parts = _parts(module)
+    if stage.get("reset_head"):
+        if not parts["head"]:
+            raise ConfigError(f"stage {stage.get('name')!r}: model {recipe['model']['name']!r} has no separate head to reset")
+        reset_parameters(parts["head"][0])
+    if stage.get("prune"):
+        global_l1_prune(module.model, float(stage["prune"]["amount"]))
+    trainable = stage.get("trainable", "all")
+    frozen: list[nn.Module] = []
+    if trainable != "all":
+        names = [trainable] if isinstance(trainable, str) else list(trainable)
+        unknown = sorted(set(names) - set(parts))
+        if unknown:
+            raise ConfigError(f"stage {stage.get('name')!r}: unknown trainable part(s) {', '.join(unknown)}")
+        keep = {id(p) for n in names for m in parts[n] for p in m.parameters()}
+        for p in module.parameters():
+            p.requires_grad_(id(p) in keep)
+        frozen = [m for n, ms in parts.items() if n not in names and n != "model" for m in ms]
+        if "model" not in names and "body" not in names:
+            frozen += parts["body"]
+    else:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    module.frozen_modules = frozen
+    module.configure_training(srecipe)
+    return srecipe
