@@ -46,6 +46,10 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
     out = Path(out_dir)
     if (out / "model.ckpt").exists() and not force:
         raise AsclabError(f"{out}: already holds a trained model; choose another --out or pass --force")
+    members = (recipe.get("workflow") or {}).get("ensemble")
+    if members:
+        return train_ensemble(recipe, members, data_dir, out, overrides=overrides, cache_dir=cache_dir,
+                              progress=progress, force=force, all_data=all_data, trainer_kwargs=trainer_kwargs)
     index = open_data(data_dir, recipe)
     train_records, val_records = list(index.train), list(index.test)
     if all_data:  # McDonnell & Gao 2019 sec. 3.8: retrain on all development data
@@ -82,12 +86,45 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
     return summary
 
 
+def train_ensemble(recipe: dict, members: list[str], data_dir, out: Path, **kw) -> dict:
+    """Train each member recipe into ``out/members/NAME`` and evaluate their softmax
+    average (McDonnell & Gao 2019 sec. 3.7; Gao & McDonnell 2020 submission 4)."""
+    out.mkdir(parents=True, exist_ok=True)
+    record_run(out, recipe, data=str(data_dir), members=members)
+    summaries = [train_run(m, data_dir, out / "members" / m, **kw) for m in members]
+    ckpts = [s["model"] for s in summaries]
+    write_json(out / "ensemble.json", {"members": [str(Path(c).relative_to(out)) for c in ckpts]})
+    summary = {"run": str(out), "model": str(out), "members": ckpts,
+               "train_seconds": round(sum(s["train_seconds"] for s in summaries), 1)}
+    if all("metrics" in s for s in summaries):
+        summary["metrics"] = evaluate_run(out, data_dir, progress=kw.get("progress", True))
+        summary["member_macro_accuracy"] = {m: s["metrics"]["macro_accuracy"] for m, s in zip(members, summaries)}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def ensemble_members(path: str | Path) -> list[Path]:
+    """The member checkpoints of an ensemble run folder, or [] for a single model."""
+    p = Path(path)
+    spec = p / "ensemble.json" if p.is_dir() else None
+    if spec is None or not spec.exists():
+        return []
+    try:
+        members = json.loads(spec.read_text())["members"]
+    except (ValueError, KeyError) as exc:
+        raise AsclabError(f"{spec}: malformed ensemble description ({exc})") from None
+    return [p / m for m in members]
+
+
 def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, records: list[Record] | None = None,
                  out_dir: str | Path | None = None, split: str = "test", tta: int | None = None,
                  ensemble: list[str | Path] | None = None, progress: bool = True, batch_size: int = 16,
                  on_error: str = "raise") -> dict:
     """Metrics (accuracy, macro class-wise accuracy, per class and per device,
     log loss), a confusion-matrix PNG and metrics.json in the run folder."""
+    members = ensemble_members(ckpt)
+    if members:
+        ckpt, ensemble = members[0], members[1:] + list(ensemble or [])
     ckpt_path = resolve_checkpoint(ckpt)
     predictors = [Predictor.load(ckpt_path)] + [Predictor.load(p) for p in (ensemble or [])]
     pred = predictors[0]
@@ -123,7 +160,7 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
     result.update({"checkpoint": str(ckpt_path), "tta": n_tta, "ensemble_size": len(predictors),
                    "skipped": [{"file": f, "reason": why} for f, why in skipped]})
     if out_dir is None:
-        out_dir = ckpt_path.parent
+        out_dir = Path(members[0]).parents[2] if members else ckpt_path.parent
     out_dir = Path(out_dir)
     write_json(out_dir / "metrics.json", result)
     plot_confusion(m.confusion, pred.classes, out_dir / "confusion.png",
@@ -230,3 +267,43 @@ def run_demo(out_dir: str | Path = "demo_out", *, epochs: int | None = None, per
     print(f"  training log:     {run / 'logs' / 'metrics.csv'} and {run / 'training_curves.png'}")
     print(f"next: asclab predict {run / 'model.ckpt'} YOUR_RECORDING.wav")
     return {**summary, "demo_seconds": round(total, 1)}
+
+
+def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path, *, folds: int | None = None,
+             overrides: list[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
+             force: bool = False) -> dict:
+    """Train and evaluate on each predefined fold (e.g. ESC-10's five); write per-fold
+    and mean +- std metrics, a summed confusion matrix and the total time."""
+    t0 = time.time()
+    recipe = load_recipe(recipe_name, overrides)
+    index = open_dataset(data_dir, class_map=recipe["data"].get("class_map"))
+    available = sorted({r.fold for r in index.records if r.fold is not None})
+    if not available:
+        raise AsclabError(f"{data_dir}: the data set defines no folds (a fold column or a file-name pattern)")
+    chosen = available[:folds] if folds else available
+    if folds and folds > len(available):
+        raise AsclabError(f"{data_dir}: asked for {folds} folds, the data set has {len(available)}")
+    out = Path(out_dir)
+    results = []
+    for fold in chosen:
+        print(f"fold {fold} of {chosen[-1]}")
+        s = train_run(recipe_name, data_dir, out / f"fold{fold}", overrides=list(overrides or []) +
+                      [f"data.test_fold={fold}"], cache_dir=cache_dir, progress=progress, force=force)
+        m = s["metrics"]
+        results.append({"fold": fold, "accuracy": m["accuracy"], "macro_accuracy": m["macro_accuracy"],
+                        "log_loss": m["log_loss"], "train_seconds": s["train_seconds"], "n_test": m["n"],
+                        "confusion": m["confusion"]})
+    classes = index.classes
+    total_cm = np.sum([np.array(r["confusion"]) for r in results], axis=0)
+    summary = {"recipe": recipe["name"], "data": str(data_dir), "folds": chosen, "per_fold": results}
+    for key in ("accuracy", "macro_accuracy", "log_loss"):
+        vals = np.array([r[key] for r in results])
+        summary[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+    summary["confusion"] = total_cm.tolist()
+    summary["classes"] = classes
+    summary["total_seconds"] = round(time.time() - t0, 1)
+    summary["complexity"] = json.loads((out / f"fold{chosen[0]}" / "complexity.json").read_text())
+    write_json(out / "crossval.json", summary)
+    plot_confusion(total_cm, classes, out / "confusion_sum.png",
+                   title=f"{len(chosen)}-fold summed, accuracy {summary['accuracy']['mean']:.3f}")
+    return summary

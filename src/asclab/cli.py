@@ -82,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top", type=int, default=3)
     pr.add_argument("--skip-bad", action="store_true")
 
+    cv = sub.add_parser("crossval", help="train and evaluate on each predefined fold")
+    cv.add_argument("recipe")
+    cv.add_argument("--data", required=True)
+    cv.add_argument("--out", required=True)
+    cv.add_argument("--folds", type=int, default=None, help="use the first K folds (default: all)")
+    cv.add_argument("--cache-dir", default=None)
+    cv.add_argument("--force", action="store_true")
+    cv.add_argument("--quiet", action="store_true")
+    _add_overrides(cv)
+
     cx = sub.add_parser("complexity", help="parameters, memory, MACs and challenge limits")
     cx.add_argument("target", nargs="*", help="model names, recipe names/files or checkpoints (default: every model)")
     cx.add_argument("--json", action="store_true")
@@ -164,6 +174,19 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_crossval(args) -> int:
+    from asclab.api import crossval
+    s = crossval(args.recipe, args.data, args.out, folds=args.folds, overrides=_overrides(args),
+                 cache_dir=args.cache_dir, progress=not args.quiet, force=args.force)
+    for r in s["per_fold"]:
+        print(f"fold {r['fold']}: accuracy {r['accuracy']:.3f}  macro {r['macro_accuracy']:.3f}  "
+              f"({r['train_seconds']:.0f} s)")
+    a = s["accuracy"]
+    print(f"mean accuracy {a['mean']:.3f} +- {a['std']:.3f} over {len(s['folds'])} folds; "
+          f"{s['total_seconds']:.0f} s in all\nresults: {Path(args.out) / 'crossval.json'}")
+    return 0
+
+
 def cmd_complexity(args) -> int:
     from asclab.api import complexity_targets
     from asclab.compress.complexity import format_report
@@ -176,7 +199,8 @@ def cmd_complexity(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "data": cmd_data, "recipes": cmd_recipes, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "complexity": cmd_complexity}
+            "predict": cmd_predict, "complexity": cmd_complexity,
+            "crossval": cmd_crossval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,10 +40,12 @@ def phase_vocoder_stretch(x: Tensor, rate: float, n_fft: int = 2048, hop_length:
     lead, n = x.shape[:-1], x.shape[-1]
     flat = x.reshape(-1, n)
     window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
-    spec = torch.stft(flat, n_fft, hop_length, window=window, center=True, return_complex=True)  # [M, F, T]
+    spec = torch.stft(flat, n_fft, hop_length, window=window, center=True, pad_mode="constant",
+                      return_complex=True)  # [M, F, T]
     n_bins, n_frames = spec.shape[-2:]
     spec = torch.cat([spec, torch.zeros_like(spec[..., :2])], dim=-1)  # read past the end as silence
-    steps = torch.arange(0, n_frames, rate, dtype=torch.float64, device=x.device)
+    steps = torch.arange(math.ceil(n_frames / rate), dtype=torch.float64, device=x.device) * rate
+    steps = steps[steps < n_frames]
     idx = steps.floor().long()
     frac = (steps - idx).to(x.dtype)
     left, right = spec[..., idx], spec[..., idx + 1]

@@ -19,6 +19,7 @@ from asclab.errors import AsclabError, ConfigError, DataError
 LAYOUTS = ("tau", "dcase2024", "manifest", "folders")
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 UNASSIGNED = "unassigned"
+SPLIT_ORDER = ("train", "test", "evaluate", UNASSIGNED)
 
 
 @dataclass
@@ -76,9 +77,10 @@ class DatasetIndex:
                 "cities": _count(r.city if r.city is not None else "(unknown)" for r in records),
             }
 
-        by_split: dict[str, list[Record]] = {}
+        by_split: dict[str, list[Record]] = {name: [] for name in SPLIT_ORDER}
         for r in self.records:
             by_split.setdefault(r.split or UNASSIGNED, []).append(r)
+        by_split = {k: v for k, v in by_split.items() if v}
         return {
             "root": str(self.root),
             "layout": self.layout,
@@ -88,9 +90,9 @@ class DatasetIndex:
             "records": len(self.records),
             "class_list": list(self.classes),
             **counts(self.records),
-            "splits": {k: len(v) for k, v in sorted(by_split.items())},
+            "splits": {k: len(v) for k, v in by_split.items()},
             "folds": _count(r.fold for r in self.records if r.fold is not None),
-            "by_split": {k: counts(v) for k, v in sorted(by_split.items())},
+            "by_split": {k: counts(v) for k, v in by_split.items()},
             "skipped": len(self.skipped),
         }
 

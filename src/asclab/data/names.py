@@ -28,7 +28,8 @@ class TauName:
 
 def parse_tau_name(filename: str | PurePath) -> TauName | None:
     """Split a TAU file name into its fields; None if it does not have 5 or 6 fields."""
-    stem = PurePath(str(filename).replace("\\", "/")).stem
+    base = str(filename).replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
     parts = stem.split("-")
     if len(parts) == 5:
         scene, city, location, segment, device = parts

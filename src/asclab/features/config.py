@@ -24,13 +24,15 @@ class FeatureConfig:
     htk: bool = True
     mel_norm: str | None = "slaney"  # librosa's default filter normalisation
     center: bool = True
+    pad_mode: str = "constant"  # STFT edge padding when center: librosa>=0.10 "constant"; torchaudio "reflect"
     power: float = 2.0
     scale: str = "db"  # "db" (power_to_db), "log" (natural log), "db01"/"log01" (then [0,1] per clip)
     top_db: float | None = 80.0
     amin: float = 1e-10
+    log_eps: float = 1e-8  # scale "log"/"log01": ln(mel + log_eps) (McDonnell & Gao 2019 code: 1e-8)
     deltas: bool = False  # append delta and delta-delta channels
     delta_width: int = 9
-    delta_padding: bool = True  # False: the 2019 paper's "without padding" (T -> T - 8)
+    delta_padding: bool = True  # False: the 2019 paper's "without padding", T -> T - 2 (delta_width - 1); its code used width 5: 431 -> 423
     hpss: bool = False  # append harmonic and percussive channels (Horvath 2021 sec. 2)
     hpss_kernel: int = 31
     channels: str = "mono"  # "mono" (mix) or "stereo" (keep both, features per channel)

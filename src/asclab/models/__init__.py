@@ -1,0 +1,10 @@
+"""The model zoo: every family registers its factories with ``@register_model``.
+
+``create_model(name, num_classes=..., in_chans=..., **kwargs)`` builds one;
+``list_models()`` names them. Every model maps ``[B, in_chans, n_mels, T]`` to
+logits ``[B, num_classes]`` and has ``embed(x) -> [B, embed_dim]``.
+"""
+from asclab.models import cp_mobile, cp_resnet, mobilenetv2, shared_resnet, two_path_resnet  # noqa: F401  (registration)
+from asclab.models.registry import create_model, list_models, register_model
+
+__all__ = ["create_model", "list_models", "register_model"]

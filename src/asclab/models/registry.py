@@ -21,7 +21,10 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, num_classes: int = 10, in_chans: int = 1, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int = 10, in_chans: int | None = None, **kwargs) -> nn.Module:
+    """Build a registered model; ``in_chans=None`` takes the factory's default (its paper's input)."""
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    return _REGISTRY[name](num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    return _REGISTRY[name](num_classes=num_classes, **kwargs)

@@ -26,7 +26,7 @@ STAGE_KEYS = {"name", "mode", "arcface", "trainable", "reset_head", "prune", "ba
 
 def stage_list(recipe: dict) -> list[dict]:
     wf = recipe.get("workflow")
-    if not wf:
+    if not wf or not wf.get("stages"):
         return [{"name": "train"}]
     stages = wf.get("stages") or []
     if not stages:
@@ -57,15 +57,28 @@ def reset_parameters(m: nn.Module) -> None:
             sub.reset_parameters()
 
 
+def stage_recipe(recipe: dict, stage: dict) -> dict:
+    """The recipe a stage trains with: ``train`` merges; ``loss``, ``optim`` and
+    ``schedule`` merge unless the stage names another kind (then they replace);
+    ``augment`` replaces (``augment: {}`` means no augmentation)."""
+    out = recipe
+    for block in ("loss", "optim", "schedule", "train"):
+        if block in stage:
+            new = stage[block] or {}
+            if block != "train" and new.get("name") not in (None, (recipe.get(block) or {}).get("name")):
+                out = {**out, block: dict(new)}
+            else:
+                out = deep_merge(out, {block: new})
+    if "augment" in stage:
+        out = {**out, "augment": {"waveform": [], "spec": [], "mix": None, **(stage["augment"] or {})}}
+    return out
+
+
 def apply_stage(module, recipe: dict, stage: dict) -> dict:
     """Configure ``module`` for a stage and return the stage's effective recipe."""
-    srecipe = recipe
-    for block in ("loss", "optim", "schedule", "augment", "train"):
-        if block in stage:
-            srecipe = deep_merge(srecipe, {block: stage[block]})
-            if block == "augment":  # an augment block replaces, it does not merge lists
-                srecipe["augment"] = {"waveform": [], "spec": [], "mix": None, **(stage["augment"] or {})}
-    module.set_mode(stage.get("mode", "classify"), stage.get("arcface"))
+    srecipe = stage_recipe(recipe, stage)
+    arcface = {**((recipe.get("workflow") or {}).get("arcface") or {}), **(stage.get("arcface") or {})}
+    module.set_mode(stage.get("mode", "classify"), arcface)
     parts = _parts(module)
     if stage.get("reset_head"):
         if not parts["head"]:

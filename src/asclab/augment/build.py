@@ -1,0 +1,95 @@
+"""Build augmentation pipelines from a recipe's YAML (constructor kwargs are the keys)."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping, Sequence
+
+import torch.nn as nn
+
+from asclab.augment._base import Compose
+from asclab.augment.mixing import BatchMixChoice, BatchMixSequence, CutMix, FreqMix, FreqMixStyle, Mixup, MixupWithCrop
+from asclab.augment.spectrogram import FreqMask, RandomTimeCrop, SpecMask, TemporalShuffle, TimeMask
+from asclab.augment.waveform import ChannelSwap, GaussianNoise, PitchShift, TimeStretch, VolumeChange
+from asclab.errors import ConfigError
+
+WAVEFORM_AUGMENTS: dict[str, type[nn.Module]] = {
+    "gaussian_noise": GaussianNoise,
+    "pitch_shift": PitchShift,
+    "time_stretch": TimeStretch,
+    "volume": VolumeChange,
+    "channel_swap": ChannelSwap,
+}
+SPEC_AUGMENTS: dict[str, type[nn.Module]] = {
+    "time_crop": RandomTimeCrop,
+    "time_mask": TimeMask,
+    "freq_mask": FreqMask,
+    "spec_mask": SpecMask,
+    "temporal_shuffle": TemporalShuffle,
+    "channel_swap": ChannelSwap,
+}
+BATCH_MIXES: dict[str, type[nn.Module]] = {
+    "mixup": Mixup,
+    "mixup_crop": MixupWithCrop,
+    "freqmix": FreqMix,
+    "cutmix": CutMix,
+    "freq_mixstyle": FreqMixStyle,
+}
+
+
+def construct(table: Mapping[str, type], cfg: Mapping[str, Any], what: str) -> Any:
+    """``table[cfg["name"]](**rest)``, with ConfigError for an unknown name or key."""
+    if not isinstance(cfg, Mapping) or "name" not in cfg:
+        raise ConfigError(f"each {what} entry must be a mapping with a 'name', got {cfg!r}")
+    kwargs = dict(cfg)
+    name = kwargs.pop("name")
+    if name not in table:
+        raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
+    cls = table[name]
+    known = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ConfigError(f"{what} {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what} {name!r}: {e}") from None
+
+
+def _build_list(table: Mapping[str, type], cfgs: Sequence[Mapping[str, Any]] | None, what: str) -> Compose:
+    if cfgs is None:
+        return Compose()
+    if isinstance(cfgs, Mapping) or isinstance(cfgs, str):
+        raise ConfigError(f"{what} must be a list of {{name: ..., ...}} entries, got {cfgs!r}")
+    return Compose(construct(table, c, what) for c in cfgs)
+
+
+def build_waveform_augment(cfgs: Sequence[Mapping[str, Any]] | None, sample_rate: int | None = None) -> Compose:
+    """Waveform pipeline, e.g. ``[{name: pitch_shift, p: 0.5}, {name: volume}]``; call as ``aug(x, generator)``.
+
+    ``sample_rate`` is accepted for the callers' convenience; no transform needs
+    it (all their parameters are relative to the clip).
+    """
+    return _build_list(WAVEFORM_AUGMENTS, cfgs, "waveform augmentation")
+
+
+def build_spec_augment(cfgs: Sequence[Mapping[str, Any]] | None) -> Compose:
+    """Feature pipeline, e.g. ``[{name: time_crop, frames: 400}, {name: time_mask, max_fraction: 0.1}]``."""
+    return _build_list(SPEC_AUGMENTS, cfgs, "spectrogram augmentation")
+
+
+def build_batch_mix(cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> nn.Module | None:
+    """A batch mix from ``{name: mixup, alpha: 0.2}``; None for none.
+
+    A list applies several in turn; ``{name: choice, choices: [...], weights: [...]}``
+    draws one of them per batch (weights optional, default uniform).
+    """
+    if cfg is None:
+        return None
+    if isinstance(cfg, Mapping):
+        if cfg.get("name") == "choice":
+            unknown = sorted(set(cfg) - {"name", "choices", "weights"})
+            if unknown or not isinstance(cfg.get("choices"), Sequence) or isinstance(cfg.get("choices"), str):
+                raise ConfigError(f"batch mix 'choice' takes a 'choices' list (and optional 'weights'), got {dict(cfg)!r}")
+            return BatchMixChoice((construct(BATCH_MIXES, c, "batch mix") for c in cfg["choices"]), cfg.get("weights"))
+        return construct(BATCH_MIXES, cfg, "batch mix")
+    return BatchMixSequence(construct(BATCH_MIXES, c, "batch mix") for c in cfg)
