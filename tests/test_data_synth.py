@@ -97,29 +97,39 @@ def _band_levels(rec, edges=(0, 150, 400, 1000, 2000, 4000, 8000)) -> np.ndarray
     return np.array([10 * np.log10(p[(f >= lo) & (f < hi)].sum() + 1e-12) for lo, hi in zip(edges, edges[1:])])
 
 
+def _band_stats(rec, n_bands=16, n_fft=512) -> np.ndarray:
+    """Mean and std over frames of log energies in log-spaced bands (a crude log-mel summary)."""
+    x, sr = sf.read(rec.path, dtype="float64")
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[:: n_fft // 2] * np.hanning(n_fft)
+    p = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    f = np.fft.rfftfreq(n_fft, 1 / sr)
+    edges = np.geomspace(40, sr / 2, n_bands + 1)
+    db = 10 * np.log10(np.stack([p[:, (f >= lo) & (f < hi)].sum(1) for lo, hi in zip(edges, edges[1:])], 1) + 1e-10)
+    return np.concatenate([db.mean(0), db.std(0)])
+
+
 def test_device_effect_and_learnability(tmp_path):
     ix = make_synthetic_dataset(tmp_path / "set", n_per_class_device=4, n_test_per_class_device=2,
                                 seconds=0.5, sample_rate=16000)
-    feats = {r.path: _band_levels(r) for r in ix.records}
+    bands = {r.path: _band_levels(r) for r in ix.records}
     # the band-limited unseen devices remove the low band that device a keeps
-    low = {d: np.mean([feats[r.path][0] - feats[r.path][3] for r in ix.records if r.device == d])
+    low = {d: np.mean([bands[r.path][0] - bands[r.path][3] for r in ix.records if r.device == d])
            for d in ("a", "s4", "s6")}
     assert low["s4"] < low["a"] - 15 and low["s6"] < low["a"] - 15
 
-    def standardise(x, ref):
-        return (x - ref.mean(0)) / (ref.std(0) + 1e-9)
-
+    feats = {r.path: _band_stats(r) for r in ix.records}
     xtr = np.array([feats[r.path] for r in ix.train])
-    centroids = np.array([standardise(xtr, xtr)[[r.label == c for r in ix.train]].mean(0) for c in ix.classes])
+    mean, std = xtr.mean(0), xtr.std(0) + 1e-9
+    centroids = np.array([((xtr - mean) / std)[[r.label == c for r in ix.train]].mean(0) for c in ix.classes])
 
-    def accuracy(records):
-        x = standardise(np.array([feats[r.path] for r in records]), xtr)
+    def accuracy(records):  # nearest class centroid
+        x = (np.array([feats[r.path] for r in records]) - mean) / std
         pred = np.argmin(((x[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
         return float(np.mean([ix.classes[p] == r.label for p, r in zip(pred, records)]))
 
     seen = accuracy([r for r in ix.test if r.device in TRAIN_DEVICES])
     unseen = accuracy([r for r in ix.test if r.device in UNSEEN])
-    assert seen > 0.3, seen  # chance is 0.1: classes are learnable from coarse spectra alone
+    assert seen > 0.25, seen  # chance is 0.1: learnable even from 40 half-second clips a class
     assert unseen < seen, (seen, unseen)  # unseen devices are harder
 
 

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 from asclab.data.classmaps import CLASS_MAPS
 from asclab.data.dcase2024 import available_splits, read_dcase2024, resolve_split
-from asclab.data.folders import read_class_folders
+from asclab.data.folders import ESC_FOLD_PATTERN, read_class_folders
 from asclab.data.manifest import read_manifest
 from asclab.data.records import Record
 from asclab.data.tables import ErrorPolicy, Skipped
@@ -130,6 +130,7 @@ def open_dataset(
     check_files: bool = True,
     layout: str | None = None,
     strip_number_prefix: bool = False,
+    fold_pattern: str | None = ESC_FOLD_PATTERN,
 ) -> DatasetIndex:
     """Read a data set, auto-detecting its layout.
 
@@ -142,9 +143,14 @@ def open_dataset(
     class is kept. A label outside ``class_map``/``classes`` is an error naming
     file and row. ``check_files`` requires listed audio to exist; with
     ``on_error="skip"`` bad rows and missing files are dropped and listed in
-    ``DatasetIndex.skipped``.
+    ``DatasetIndex.skipped``. ``strip_number_prefix`` and ``fold_pattern``
+    apply to class folders (see ``read_class_folders``). A path to a TAU
+    ``meta.csv`` opens its folder. Each record's ``extra`` holds the
+    metadata ``source`` file, its ``row`` and the listed ``filename``.
     """
     root = Path(root)
+    if root.is_file() and root.name == "meta.csv" and layout is None:
+        root = root.parent
     layout = layout or detect_layout(root)
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
@@ -166,8 +172,8 @@ def open_dataset(
             path = root if root.is_file() else root / "manifest.csv"
             records = read_manifest(path, check_files=check_files, on_error=on_error, skipped=skipped)
         else:
-            records = read_class_folders(root, strip_number_prefix=strip_number_prefix, on_error=on_error,
-                                         skipped=skipped)
+            records = read_class_folders(root, strip_number_prefix=strip_number_prefix, fold_pattern=fold_pattern,
+                                         on_error=on_error, skipped=skipped)
     records = map_labels(records, class_map, classes, policy)
     if test_fold is not None:
         records = assign_test_fold(records, test_fold, root, policy)

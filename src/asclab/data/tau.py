@@ -157,7 +157,8 @@ def existing_files(records: list[Record], policy: ErrorPolicy) -> list[Record]:
             kept.append(rec)
         else:
             policy.report(rec.extra.get("source", rec.path), rec.extra.get("row"),
-                          f"listed audio file {rec.extra.get('filename', rec.path)} not found")
+                          f"listed audio file {rec.extra.get('filename', rec.path)} not found "
+                          "(check_files=False reads the metadata alone)")
     return kept
 
 

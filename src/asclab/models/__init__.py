@@ -4,7 +4,8 @@
 ``list_models()`` names them. Every model maps ``[B, in_chans, n_mels, T]`` to
 logits ``[B, num_classes]`` and has ``embed(x) -> [B, embed_dim]``.
 """
-from asclab.models import cp_mobile, cp_resnet, mobilenetv2, shared_resnet, two_path_resnet  # noqa: F401  (registration)
+# importing the families registers their factories
+from asclab.models import cp_mobile, cp_resnet, mobilenetv2, shared_resnet, two_path_resnet  # noqa: F401
 from asclab.models.registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]
