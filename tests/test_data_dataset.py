@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asclab.data.dataset import WaveformDataset, balanced_subsample
+from asclab.data.dataset import WaveformDataset, balance_report, balanced_subsample
 from asclab.data.records import Record
 from asclab.errors import DataError
 
@@ -60,13 +60,14 @@ def _grid(counts: dict[tuple[str, str, str], int]) -> list[Record]:
 def test_balanced_subsample():
     counts = {("lyon", "a", "bus"): 30, ("lyon", "b", "bus"): 7, ("paris", "a", "bus"): 3, ("paris", "a", "park"): 12}
     recs = _grid(counts)
-    picked, report = balanced_subsample(recs, per_cell=7, seed=0)
+    picked = balanced_subsample(recs, per_cell=7, seed=0)
     got = Counter((r.city, r.device, r.label) for r in picked)
     assert got == {k: min(n, 7) for k, n in counts.items()}
+    report = balance_report(recs, per_cell=7)
     assert report.cells == 4 and report.selected == len(picked) == 7 + 7 + 3 + 7
     assert report.short_cells == {("paris", "a", "bus"): 3}
     assert [recs.index(r) for r in picked] == sorted(recs.index(r) for r in picked)  # input order kept
-    assert balanced_subsample(recs, 7, seed=0)[0] == picked
-    assert balanced_subsample(recs, 7, seed=1)[0] != picked
-    by_device, _ = balanced_subsample(recs, 5, keys=("device",), seed=0)
+    assert balanced_subsample(recs, 7, seed=0) == picked
+    assert balanced_subsample(recs, 7, seed=1) != picked
+    by_device = balanced_subsample(recs, 5, keys=("device",), seed=0)
     assert Counter(r.device for r in by_device) == {"a": 5, "b": 5}

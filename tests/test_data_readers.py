@@ -367,3 +367,10 @@ def test_tau_meta_round_trip(tmp_path, rows):
     recs = read_tau_meta(tmp_path / "meta.csv")
     assert [(r.extra["filename"], r.label, r.identifier, r.device) for r in recs] == written
     assert [r.city for r in recs] == [r[1] for r in rows]
+
+
+def test_header_only_meta_has_no_records(tmp_path):
+    write_table(tmp_path / "meta.csv", ("filename", "scene_label", "identifier", "source_label"), [])
+    assert read_tau(tmp_path) == []
+    with pytest.raises(DataError, match="no usable records"):
+        open_dataset(tmp_path)

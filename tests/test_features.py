@@ -31,6 +31,15 @@ if not TAU.is_dir():
     pytest.skip(f"real TAU clips not found at {TAU} (../shared/data next to the repo)", allow_module_level=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Several test jobs share two cores; one intra-op thread avoids OpenMP stalls under oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _read(path: Path) -> tuple[np.ndarray, int]:
     y, sr = sf.read(path, dtype="float32", always_2d=True)
     return np.ascontiguousarray(y.T), sr  # (C, N)

@@ -19,6 +19,15 @@ SR = 16000
 CFG = FeatureConfig(sample_rate=SR, n_fft=512, hop_length=256, n_mels=32, deltas=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Several test jobs share two cores; one intra-op thread avoids OpenMP stalls under oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class CountingLoader:
     """Reads the wav of a record as (C, N) float32 and counts calls; can fail on a given call."""
 

@@ -31,8 +31,11 @@ def open_data(data_dir: str | Path, recipe: dict):
 
 
 def model_complexity(model, recipe: dict) -> dict:
+    """Complexity at the storage precision the recipe deploys (FP16 when ``compress.fp16``),
+    for one second of audio at the recipe's feature settings (the DCASE convention)."""
     fcfg = FeatureConfig.from_dict(recipe["features"])
-    return complexity_report(model, default_input_shape(fcfg, 1.0))
+    bits = 16 if (recipe.get("compress") or {}).get("fp16") else 32
+    return complexity_report(model, default_input_shape(fcfg, 1.0), bits=bits)
 
 
 def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, *,

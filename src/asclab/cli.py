@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     desc = dsub.add_parser("describe", help="counts per class, device, city and split")
     desc.add_argument("dir")
     desc.add_argument("--split", default=None, help="DCASE 2024 split file, e.g. split25")
+    desc.add_argument("--no-check-files", action="store_true", help="read the metadata alone (audio may be absent)")
 
     sub.add_parser("recipes", help="list the recipes (one per paper setting)")
 
@@ -112,7 +113,7 @@ def cmd_data(args) -> int:
     if args.data_command == "describe":
         from asclab.data import open_dataset
         from asclab.data.describe import describe
-        print(describe(open_dataset(args.dir, split=args.split)))
+        print(describe(open_dataset(args.dir, split=args.split, check_files=not args.no_check_files)))
         return 0
     raise AsclabError("asclab data: choose 'synth' or 'describe'")
 
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     except AsclabError as exc:
         print(f"asclab: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
     except KeyboardInterrupt:
         print("asclab: interrupted", file=sys.stderr)
         return 130

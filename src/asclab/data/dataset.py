@@ -88,35 +88,45 @@ class SubsampleReport:
     short_cells: dict[tuple, int] = field(default_factory=dict)  # cell -> records available (< per_cell)
 
 
+def _cells(records: Sequence[Record], keys: Sequence[str]) -> dict[tuple, list[int]]:
+    cells: dict[tuple, list[int]] = defaultdict(list)
+    for i, rec in enumerate(records):
+        cells[tuple(getattr(rec, k) for k in keys)].append(i)
+    return dict(sorted(cells.items(), key=lambda kv: tuple(str(v) for v in kv[0])))
+
+
 def balanced_subsample(
     records: Sequence[Record],
     per_cell: int,
     keys: Sequence[str] = ("city", "device", "label"),
     seed: int = 0,
-) -> tuple[list[Record], SubsampleReport]:
+) -> list[Record]:
     """Draw ``per_cell`` records from every combination of ``keys`` (Horvath 2021 sec. 2).
 
     Horvath et al. sample 7 recordings per city x device x scene of the
     TAU 2020 Mobile train split (10 x 6 x 10 cells, 4200 clips); cells with
-    fewer records keep all of them (listed in the report). The selection
-    keeps the input order and depends only on ``seed``.
+    fewer records keep all of them (``balance_report`` lists them). The
+    selection keeps the input order and depends only on ``seed``.
     """
     if per_cell < 1:
         raise ValueError("per_cell must be at least 1")
-    cells: dict[tuple, list[int]] = defaultdict(list)
-    for i, rec in enumerate(records):
-        cells[tuple(getattr(rec, k) for k in keys)].append(i)
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
-    short: dict[tuple, int] = {}
-    for cell in sorted(cells, key=lambda c: tuple(str(v) for v in c)):
-        members = cells[cell]
+    for members in _cells(records, keys).values():
         if len(members) <= per_cell:
             chosen.extend(members)
-            if len(members) < per_cell:
-                short[cell] = len(members)
         else:
             chosen.extend(rng.choice(members, size=per_cell, replace=False).tolist())
     chosen.sort()
-    report = SubsampleReport(per_cell=per_cell, cells=len(cells), selected=len(chosen), short_cells=short)
-    return [records[i] for i in chosen], report
+    return [records[i] for i in chosen]
+
+
+def balance_report(
+    records: Sequence[Record], per_cell: int, keys: Sequence[str] = ("city", "device", "label"),
+) -> SubsampleReport:
+    """The counts behind ``balanced_subsample``: cells, records selected, cells short of ``per_cell``."""
+    cells = _cells(records, keys)
+    return SubsampleReport(
+        per_cell=per_cell, cells=len(cells), selected=sum(min(len(m), per_cell) for m in cells.values()),
+        short_cells={c: len(m) for c, m in cells.items() if len(m) < per_cell},
+    )

@@ -12,7 +12,7 @@ from asclab.data.dcase2024 import available_splits, read_dcase2024, resolve_spli
 from asclab.data.folders import ESC_FOLD_PATTERN, read_class_folders
 from asclab.data.manifest import read_manifest
 from asclab.data.records import Record
-from asclab.data.tables import ErrorPolicy, Skipped
+from asclab.data.tables import ErrorPolicy, Skipped, where
 from asclab.data.tau import read_tau
 from asclab.errors import AsclabError, ConfigError, DataError
 
@@ -175,6 +175,9 @@ def open_dataset(
             records = read_class_folders(root, strip_number_prefix=strip_number_prefix, fold_pattern=fold_pattern,
                                          on_error=on_error, skipped=skipped)
     records = map_labels(records, class_map, classes, policy)
+    if not records:
+        first = f"; first problem: {where(*skipped[0][:2])}{skipped[0][2]}" if skipped else ""
+        raise DataError(f"{root}: no usable records ({len(skipped)} skipped{first})")
     if test_fold is not None:
         records = assign_test_fold(records, test_fold, root, policy)
     if classes is not None:

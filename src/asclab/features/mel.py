@@ -7,12 +7,14 @@ natural log). This module computes the same numbers for a whole batch:
 * STFT: periodic Hann window (zero-padded to ``n_fft`` when ``win_length`` is
   shorter, as librosa does), ``center=True`` pads ``n_fft // 2`` samples with
   ``pad_mode`` ("constant", librosa >= 0.10's default), then one ``rfft`` per
-  frame in float32.
+  frame in float32 (librosa: float64; see ``MelSpectrogram`` for the
+  difference and the ``fft_float64`` option).
 * Mel projection: the filterbank is ``librosa.filters.mel`` (HTK or Slaney
   scale, ``norm="slaney"`` or None). A triangular filterbank is about 98 % zeros,
   so on CPU the filters are split into a few contiguous groups and each group
-  multiplies only the band of FFT bins its filters touch (``_band_groups``);
-  on other devices one dense matmul is used.
+  multiplies only the band of FFT bins its filters touch (``_band_groups``),
+  clip by clip so the STFT stays in cache; on other devices, or when autograd
+  is needed, one dense matmul over the batch is used.
 * ``power_to_db`` with librosa's ``ref``, ``amin`` and ``top_db``, where the
   ``top_db`` floor is relative to each signal's own maximum (as if librosa were
   called once per 1-D signal).
@@ -139,7 +141,8 @@ class MelSpectrogram(nn.Module):
         if not wave.is_floating_point():
             raise TypeError(f"waveform must be floating point, got {wave.dtype}")
         lead, n = wave.shape[:-1], wave.shape[-1]
-        flat = wave.reshape(-1, n).to(dtype=torch.float32, device=self.window.device)
+        dtype = torch.float64 if wave.dtype == torch.float64 and self.fft_dtype == torch.float64 else torch.float32
+        flat = wave.reshape(-1, n).to(dtype=dtype, device=self.window.device)
         frames = self.n_frames(n)
         if flat.device.type == "cpu" and not flat.requires_grad:
             out = self._mel_power_cpu(flat, frames)
@@ -166,7 +169,8 @@ class MelSpectrogram(nn.Module):
         (B, N) -> (B, M, T). The squared real and imaginary parts stay
         interleaved and the band weights are repeated per pair, so the sum
         re^2 + im^2 happens inside the matmul."""
-        out = x.new_empty(x.shape[0], self.n_mels, n_frames)
+        out = torch.empty(x.shape[0], self.n_mels, n_frames, dtype=torch.float32, device=x.device)
+        bands = [getattr(self, f"band{g}") for g in range(len(self._groups))]
         half = self.n_fft // 2
         constant_pad = self.center and self.pad_mode == "constant"
         if constant_pad:
@@ -185,9 +189,9 @@ class MelSpectrogram(nn.Module):
                 pairs = sq.view(n_frames, -1, 2)
                 pairs[..., 0] = (pairs[..., 0] + pairs[..., 1]).pow_(self.power / 2.0)
                 pairs[..., 1] = 0.0
-            for g, (m0, m1, k0, k1) in enumerate(self._groups):
+            for (m0, m1, k0, k1), band in zip(self._groups, bands):
                 if k1 > k0:
-                    torch.mm(getattr(self, f"band{g}"), sq[:, k0:k1].t(), out=out[i, m0:m1])
+                    torch.mm(band, sq[:, k0:k1].t(), out=out[i, m0:m1])
                 else:
                     out[i, m0:m1] = 0.0
         return out

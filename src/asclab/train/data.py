@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from asclab.data import WaveformDataset, balanced_subsample, load_audio
+from asclab.data import load_audio
+from asclab.data.dataset import WaveformDataset, balanced_subsample
 from asclab.data.records import Record
 from asclab.features import CachedFeatureDataset, FeatureCache
 from asclab.features.config import FeatureConfig

@@ -1,0 +1,371 @@
+"""Export an asclab model file to ONNX, verify it with onnxruntime, and make fp16/int8 variants.
+
+Input kinds:
+
+* ``"waveform"``: the graph takes audio ``[B, C, N]`` at the model's sample
+  rate (C = 1 for a mono feature config, 2 for stereo) and computes the
+  features itself (``ExportableFeatures``: ONNX ``STFT``, opset 18);
+* ``"features"``: the graph takes the network input ``[B, in_chans, n_mels, T]``.
+
+Batch and time axes are dynamic. The front end is exported with the dynamo
+exporter (``torch.stft`` needs it), the network with the TorchScript exporter
+(which, unlike ``torch.export``, takes every asclab model with a symbolic time
+axis); for waveform input the two graphs are joined with
+``onnx.compose.merge_models``.
+
+Every export verifies itself: onnxruntime runs the file on random inputs of
+several batch sizes and lengths and the export fails (AsclabError) if any
+output differs from the torch model (the asclab feature extractor and
+network) by more than ``tolerance`` (1e-4). What the file needs to be used
+(input kind, class names, feature config, clip duration) is written into the
+ONNX ``metadata_props`` (key ``asclab``) and a JSON sidecar beside it.
+
+Variants (written next to the fp32 file, which stays the reference):
+
+* fp16 (``*.fp16.onnx``): every float32 initializer of the network stored as
+  float16 and cast back to float32 at load, so the graph still computes in
+  float32 and the only change is the rounding of the weights (the storage
+  Gao & Lee 2024 and Horvath 2021 deploy). Done here by rewriting the
+  initializers, no extra package.
+* int8 (``*.int8.onnx``): ``onnxruntime.quantization.quantize_dynamic`` on
+  the network graph (8-bit weights of Conv/MatMul/Gemm, activations quantised
+  at run time); the front end stays float32.
+
+Each variant reports its file size, its largest output difference from the
+fp32 file and, given validation data, the accuracy change.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from asclab.errors import AsclabError, ConfigError
+from asclab.evaluate.inference import Predictor
+from asclab.evaluate.longform import Windowing, classify_files
+from asclab.export.frontend import ExportableFeatures
+from asclab.export.onnx_predictor import METADATA_KEY, ONNX_FORMAT, OnnxPredictor, softmax
+from asclab.io import atomic_path, write_json
+from asclab.train.checkpoint import resolve_checkpoint
+
+OPSET = 18
+TOLERANCE = 1e-4
+INPUT_KINDS = ("waveform", "features")
+
+
+@dataclass
+class ExportedFile:
+    path: Path
+    sidecar: Path
+    precision: str
+    size_bytes: int
+    max_abs_diff: float  # fp32: vs torch; variants: vs the fp32 ONNX file
+    top1_agreement: float | None = None  # variants: share of random inputs with the fp32 file's argmax
+    accuracy: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: str = "waveform",
+                fp16: bool = False, int8: bool = False, val_data: str | Path | None = None,
+                tolerance: float = TOLERANCE, n_checks: int = 3, seed: int = 0, progress: bool = False) -> dict:
+    """Write ``out`` (default: beside the checkpoint, ``model.onnx``), verify it, and the requested
+    variants. Returns ``{"files": [ExportedFile.to_dict(), ...], "validation": {...} | None}``."""
+    if input_kind not in INPUT_KINDS:
+        raise ConfigError(f"--input must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
+    ckpt_path = resolve_checkpoint(ckpt)
+    pred = Predictor.load(ckpt_path)
+    out = Path(out) if out is not None else ckpt_path.with_suffix(".onnx")
+    if out.suffix != ".onnx":
+        raise ConfigError(f"{out}: the ONNX file name must end in .onnx")
+    window = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration).window
+    meta = _metadata(pred, input_kind, window, ckpt_path)
+
+    network = _export_network(pred)
+    frontend = _export_frontend(pred, window) if input_kind == "waveform" else None
+    fp32 = _with_metadata(_join(frontend, network), meta, "fp32")
+    files = [_save(fp32, out, meta, "fp32")]
+    inputs = _check_inputs(pred, input_kind, window, n_checks, seed)
+    diff = _max_diff_vs_torch(out, pred, input_kind, inputs)
+    files[0].max_abs_diff = diff
+    if not diff <= tolerance:
+        out.unlink(missing_ok=True)
+        files[0].sidecar.unlink(missing_ok=True)
+        raise AsclabError(f"{out}: ONNX output differs from the torch model by {diff:.3g} "
+                          f"(> tolerance {tolerance:g}); file removed")
+    _rewrite_sidecar(files[0], meta)
+
+    reference = [_run(out, x) for x in inputs]
+    for flag, precision, convert in ((fp16, "fp16", _fp16_weights), (int8, "int8", _int8_dynamic)):
+        if not flag:
+            continue
+        variant_path = out.with_name(out.stem + f".{precision}.onnx")
+        model = _with_metadata(_join(frontend, convert(network)), meta, precision)
+        f = _save(model, variant_path, meta, precision)
+        outs = [_run(variant_path, x) for x in inputs]
+        f.max_abs_diff = float(max(np.abs(a - b).max() for a, b in zip(outs, reference)))
+        f.top1_agreement = float(np.mean(np.concatenate([a.argmax(1) == b.argmax(1) for a, b in zip(outs, reference)])))
+        files.append(f)
+        _rewrite_sidecar(f, meta)
+
+    validation = None
+    if val_data is not None:
+        validation = _validate(files, pred, input_kind, val_data, progress)
+        for f in files:
+            _rewrite_sidecar(f, meta)
+    return {"files": [f.to_dict() for f in files], "validation": validation}
+
+
+# ---- the two graphs -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress and deprecation notes; keep the CLI output ours."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _export_network(pred: Predictor) -> onnx.ModelProto:
+    """features [B, C, F, T] -> logits [B, K] (TorchScript exporter, constant-folded BN)."""
+    c, f = pred.fcfg.in_chans, pred.fcfg.n_mels
+    frames = pred.features.frames_for(pred.duration or 10.0)
+    x = torch.randn(2, c, f, frames)
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        path = Path(tmp) / "network.onnx"
+        try:
+            torch.onnx.export(pred.model.eval(), (x,), str(path), input_names=["features"], output_names=["logits"],
+                              dynamic_axes={"features": {0: "batch", 3: "frames"}, "logits": {0: "batch"}},
+                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        except Exception as exc:  # noqa: BLE001 - any exporter failure is a user-facing error here
+            raise AsclabError(f"model {pred.meta.model.get('name')!r} could not be exported to ONNX "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+        return onnx.load(str(path))
+
+
+def _export_frontend(pred: Predictor, window: float) -> onnx.ModelProto:
+    """waveform [B, C, N] -> features [B, C', F, T] (dynamo exporter: ONNX STFT)."""
+    fe = ExportableFeatures(pred.features).eval()
+    cfg = pred.fcfg
+    n = int(round(window * cfg.sample_rate))
+    need_frames = 2 * cfg.delta_width + max(cfg.hpss_kernel if cfg.hpss else 0, 4)
+    min_n = max(cfg.n_fft, cfg.hop_length * need_frames)
+    if n <= min_n:
+        n = min_n + cfg.hop_length
+    wave = torch.randn(2, fe.n_audio_channels, n) * 0.1
+    dims: dict[int, object] = {0: torch.export.Dim("batch", min=1, max=4096),
+                               2: torch.export.Dim("samples", min=min_n, max=2 ** 31 - 1)}
+    if cfg.channels == "mono":
+        dims[1] = torch.export.Dim("channels", min=1, max=64)
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        path = Path(tmp) / "frontend.onnx"
+        try:
+            torch.onnx.export(fe, (wave,), str(path), input_names=["waveform"], output_names=["features"],
+                              dynamic_shapes={"wave": dims}, opset_version=OPSET, dynamo=True, optimize=True,
+                              external_data=False)
+        except Exception as exc:  # noqa: BLE001
+            raise AsclabError(f"the feature front end ({_describe(cfg)}) could not be exported to ONNX "
+                              f"({type(exc).__name__}: {_first_line(exc)}); try --input features") from None
+        return onnx.load(str(path))
+
+
+def _join(frontend: onnx.ModelProto | None, network: onnx.ModelProto) -> onnx.ModelProto:
+    if frontend is None:
+        return network
+    a = onnx.compose.add_prefix(frontend, "frontend/", rename_inputs=False, rename_outputs=False)
+    b = onnx.compose.add_prefix(network, "network/", rename_inputs=False, rename_outputs=False)
+    ir = max(a.ir_version, b.ir_version)
+    a.ir_version = b.ir_version = ir
+    opsets = {}
+    for m in (a, b):
+        for op in m.opset_import:
+            opsets[op.domain] = max(opsets.get(op.domain, 0), op.version)
+    for m in (a, b):
+        del m.opset_import[:]
+        m.opset_import.extend(helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
+    merged = onnx.compose.merge_models(a, b, io_map=[("features", "features")], producer_name="asclab")
+    onnx.checker.check_model(merged)
+    return merged
+
+
+# ---- variants -------------------------------------------------------------------------------
+
+def _fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Store float32 initializers as float16, each followed by a Cast back to float32."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    casts, kept = [], []
+    for init in g.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            kept.append(init)
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+        kept.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "__cast"))
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    onnx.checker.check_model(m)
+    return m
+
+
+def _int8_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(src))
+        # uint8 weights: onnxruntime's CPU ConvInteger kernel takes uint8 x uint8
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8,
+                         op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+        return onnx.load(str(dst))
+
+
+# ---- metadata, saving, checking -------------------------------------------------------------
+
+def _metadata(pred: Predictor, input_kind: str, window: float, ckpt: Path) -> dict:
+    cfg = pred.fcfg
+    return {
+        "format": ONNX_FORMAT, "version": 1, "input": input_kind,
+        "input_name": "waveform" if input_kind == "waveform" else "features",
+        "input_layout": "[batch, channels, samples]" if input_kind == "waveform" else
+        "[batch, in_chans, n_mels, frames]",
+        "output_name": "logits", "classes": list(pred.classes), "features": cfg.to_dict(),
+        "sample_rate": cfg.sample_rate, "channels": cfg.channels,
+        "audio_channels": 2 if cfg.channels == "stereo" else 1, "duration": pred.duration, "window": window,
+        "model": dict(pred.meta.model), "opset": OPSET, "source": str(ckpt),
+    }
+
+
+def _with_metadata(model: onnx.ModelProto, meta: dict, precision: str) -> onnx.ModelProto:
+    del model.metadata_props[:]
+    helper.set_model_props(model, {METADATA_KEY: json.dumps({**meta, "precision": precision})})
+    model.producer_name = "asclab"
+    return model
+
+
+def _save(model: onnx.ModelProto, path: Path, meta: dict, precision: str) -> ExportedFile:
+    with atomic_path(path, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
+    f = ExportedFile(path, path.with_suffix(".json"), precision, path.stat().st_size, float("nan"))
+    _rewrite_sidecar(f, meta)
+    return f
+
+
+def _rewrite_sidecar(f: ExportedFile, meta: dict) -> None:
+    write_json(f.sidecar, {**meta, "precision": f.precision, "file": f.path.name, "size_bytes": f.size_bytes,
+                           "max_abs_diff": f.max_abs_diff, "top1_agreement": f.top1_agreement,
+                           "accuracy": f.accuracy})
+
+
+def _check_inputs(pred: Predictor, input_kind: str, window: float, n: int, seed: int) -> list[np.ndarray]:
+    """Random inputs of batch 1..3 and lengths 1, 0.6 and 1.4 x the clip (noise at -20 dBFS)."""
+    rng = np.random.default_rng(seed)
+    cfg = pred.fcfg
+    out = []
+    for i in range(max(1, n)):
+        batch, scale = 1 + i % 3, (1.0, 0.6, 1.4)[i % 3]
+        if input_kind == "waveform":
+            samples = max(int(round(window * scale * cfg.sample_rate)), cfg.n_fft + 16 * cfg.hop_length)
+            chans = 2 if cfg.channels == "stereo" else 1
+            out.append((0.1 * rng.standard_normal((batch, chans, samples))).astype(np.float32))
+        else:
+            frames = max(pred.features.frames_for(window * scale), 16)
+            out.append(rng.standard_normal((batch, cfg.in_chans, cfg.n_mels, frames)).astype(np.float32))
+    return out
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    sess = _session(path)
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+@torch.no_grad()
+def _max_diff_vs_torch(path: Path, pred: Predictor, input_kind: str, inputs: list[np.ndarray]) -> float:
+    sess = _session(path)
+    name = sess.get_inputs()[0].name
+    worst = 0.0
+    for x in inputs:
+        t = torch.from_numpy(x)
+        ref = (pred.model(pred.features(t)) if input_kind == "waveform" else pred.model(t)).numpy()
+        got = sess.run(None, {name: x})[0]
+        if got.shape != ref.shape:
+            raise AsclabError(f"{path}: ONNX output shape {got.shape} differs from torch {ref.shape}")
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def _validate(files: list[ExportedFile], pred: Predictor, input_kind: str, val_data: str | Path,
+              progress: bool) -> dict:
+    """Accuracy of every exported file on labelled audio (windowed like ``asclab predict``)."""
+    from asclab.data import open_dataset
+
+    index = open_dataset(val_data)
+    try:
+        records = [r for r in index.test if r.label is not None]
+    except AsclabError:
+        records = [r for r in index.records if r.label is not None]
+    records = [r for r in records if r.label in pred.classes]
+    if not records:
+        raise AsclabError(f"{val_data}: no labelled files with the model's classes to validate on")
+    paths = [r.path for r in records]
+    truth = np.array([pred.classes.index(r.label) for r in records])
+    win = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration)
+    result = {"data": str(val_data), "n_files": len(records)}
+    for f in files:
+        sess = _session(f.path)
+        name = sess.get_inputs()[0].name
+
+        def probs_fn(batch: np.ndarray, sess=sess, name=name) -> np.ndarray:
+            x = batch if input_kind == "waveform" else pred.features(torch.from_numpy(batch)).numpy()
+            return softmax(sess.run(None, {name: x})[0])
+
+        res = classify_files(paths, probs_fn, pred.classes, win, progress=progress)
+        f.accuracy = float(np.mean([pred.classes.index(r.label) == t for r, t in zip(res, truth)]))
+        result[f.precision] = f.accuracy
+    for f in files[1:]:
+        result[f"{f.precision}_change"] = f.accuracy - files[0].accuracy
+    return result
+
+
+def _describe(cfg) -> str:
+    return f"{cfg.n_mels} mels, scale {cfg.scale}" + (", deltas" if cfg.deltas else "") + (", hpss" if cfg.hpss else "")
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else "")[:200]
+
+
+__all__ = ["ExportedFile", "OnnxPredictor", "export_onnx"]
