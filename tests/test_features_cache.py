@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -133,6 +132,11 @@ def test_truncated_or_unfinished_files_are_rebuilt(records, tmp_path):
     rebuilt.close()
     with h5py.File(rebuilt.path, "r+") as f:  # a file without the 'complete' mark
         del f.attrs["complete"]
+    loader = CountingLoader()
+    _build(records, tmp_path, loader)
+    assert loader.calls == len(records)
+    with h5py.File(rebuilt.path, "r+") as f:  # marked complete but with the wrong row count
+        f.attrs["count"] = len(records) - 1
     loader = CountingLoader()
     _build(records, tmp_path, loader)
     assert loader.calls == len(records)

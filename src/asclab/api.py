@@ -174,25 +174,28 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
     return result
 
 
-def predict_files(ckpt: str | Path, paths: list[str | Path], *, batch_size: int = 16, top: int = 3,
-                  progress: bool = True, on_error: str = "raise") -> list[dict]:
-    """Label and top probabilities per file."""
+def classify_recordings(ckpt: str | Path, paths: list[str | Path], *, hop: float | None = None,
+                        batch_size: int = 16, progress: bool = True, on_error: str = "raise"):
+    """Files and folders (recursively) classified in windows of the model's clip length
+    (``asclab.evaluate.longform``). Returns ``(results, skipped)``: one ``FileResult``
+    (timeline + whole-file decision) per readable file, and ``(file, reason)`` pairs."""
+    from asclab.evaluate.longform import predict_long
+
     pred = Predictor.load(ckpt)
-    records = [Record(path=Path(p)) for p in paths]
     skipped: list = []
-    probs = predict_records(pred, records, batch_size=batch_size, progress=progress, on_error=on_error,
-                            skipped=skipped)
-    rows = []
-    for rec, p in zip(records, probs):
-        if np.isnan(p).any():
-            continue
-        order = np.argsort(-p)[:top]
-        rows.append({"file": str(rec.path), "label": pred.classes[order[0]],
-                     "top": [(pred.classes[i], float(p[i])) for i in order],
-                     "probs": {c: float(v) for c, v in zip(pred.classes, p)}})
+    results = predict_long(pred, paths, hop=hop, batch_size=batch_size, on_error=on_error, skipped=skipped,
+                           progress=progress)
+    return results, skipped
+
+
+def predict_files(ckpt: str | Path, paths: list[str | Path], *, batch_size: int = 16, top: int = 3,
+                  progress: bool = True, on_error: str = "raise", hop: float | None = None) -> list[dict]:
+    """Label, top probabilities, whole-file probabilities and window timeline per file."""
+    results, skipped = classify_recordings(ckpt, paths, hop=hop, batch_size=batch_size, progress=progress,
+                                           on_error=on_error)
     for f, why in skipped:
         print(f"skipped {f}: {why}", file=sys.stderr)
-    return rows
+    return [{**r.to_dict(), "top": r.top(top)} for r in results]
 
 
 def complexity_targets(targets: list[str]) -> dict[str, dict]:

@@ -5,8 +5,6 @@ User errors (``AsclabError``) print one line without a traceback and exit 2.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -76,12 +74,42 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and reported)")
     ev.add_argument("--quiet", action="store_true")
 
-    pr = sub.add_parser("predict", help="classify audio files")
-    pr.add_argument("ckpt")
-    pr.add_argument("files", nargs="+")
-    pr.add_argument("--csv", default=None, help="also write a CSV here")
+    pr = sub.add_parser("predict", help="classify recordings of any length (files or folders)",
+                        description="Classify audio files and folders (recursively) of any format, rate, channel "
+                                    "count and length, in windows of the model's clip length.")
+    pr.add_argument("ckpt", help="run folder or model.ckpt")
+    pr.add_argument("files", nargs="+", metavar="PATH", help="audio files or folders")
+    pr.add_argument("--hop", type=float, default=None, metavar="SECONDS",
+                    help="window hop (default: the window length, i.e. no overlap)")
+    pr.add_argument("--csv", default=None, metavar="FILE", help="write one row per file (label + probabilities)")
+    pr.add_argument("--timeline", default=None, metavar="FILE",
+                    help="write one row per window: .csv/.tsv, or JSON lines for .jsonl")
+    pr.add_argument("--jsonl", action="store_true", help="print one JSON object per file instead of the table")
     pr.add_argument("--top", type=int, default=3)
-    pr.add_argument("--skip-bad", action="store_true")
+    pr.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    pr.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and reported)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sm = sub.add_parser("submit", help="write a DCASE task 1 submission file (checks the complexity rules)")
+    sm.add_argument("ckpt", help="run folder or model.ckpt")
+    sm.add_argument("--data", required=True, metavar="EVAL_DIR",
+                    help="TAU-layout evaluation folder (evaluation_setup/fold1_test.csv or meta.csv) or audio folder")
+    sm.add_argument("--out", required=True, metavar="FILE", help="output file, e.g. output.csv")
+    sm.add_argument("--year", type=int, default=2024, help="challenge year whose rules apply (2019-2025; default 2024)")
+    sm.add_argument("--hop", type=float, default=None, metavar="SECONDS")
+    sm.add_argument("--skip-bad", action="store_true")
+    sm.add_argument("--quiet", action="store_true")
+
+    ex = sub.add_parser("export", help="export a model to ONNX (self-verified; optional fp16/int8 variants)")
+    ex.add_argument("ckpt", help="run folder or model.ckpt")
+    ex.add_argument("--format", default="onnx", choices=["onnx"])
+    ex.add_argument("--input", dest="input_kind", default="waveform", choices=["waveform", "features"],
+                    help="graph input: raw waveform [B, C, N] (features computed inside) or features [B, C, F, T]")
+    ex.add_argument("--out", default=None, metavar="FILE", help="output .onnx (default: beside the checkpoint)")
+    ex.add_argument("--fp16", action="store_true", help="also write a variant with float16 weights")
+    ex.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised variant")
+    ex.add_argument("--val-data", default=None, metavar="DIR", help="labelled data to measure each file's accuracy")
+    ex.add_argument("--json", action="store_true")
 
     cv = sub.add_parser("crossval", help="train and evaluate on each predefined fold")
     cv.add_argument("recipe")
@@ -157,21 +185,65 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from asclab.api import predict_files
-    rows = predict_files(args.ckpt, args.files, top=args.top, on_error="skip" if args.skip_bad else "raise")
-    for r in rows:
-        tops = "  ".join(f"{c} {p:.2f}" for c, p in r["top"])
-        print(f"{r['file']}\t{r['label']}\t{tops}")
-    if args.csv and rows:
-        from asclab.io import write_text
-        buf = io.StringIO()
-        classes = list(rows[0]["probs"])
-        w = csv.writer(buf)
-        w.writerow(["file", "label", *classes])
-        for r in rows:
-            w.writerow([r["file"], r["label"], *(f"{r['probs'][c]:.6f}" for c in classes)])
-        write_text(args.csv, buf.getvalue())
-        print(f"wrote {args.csv}")
+    from asclab.api import classify_recordings
+    from asclab.evaluate.longform import format_table, write_files_csv, write_timeline
+    results, skipped = classify_recordings(args.ckpt, args.files, hop=args.hop, batch_size=args.batch_size,
+                                           progress=not args.quiet, on_error="skip" if args.skip_bad else "raise")
+    if args.jsonl:
+        for r in results:
+            print(json.dumps({**r.to_dict(timeline=True), "top": r.top(args.top)}))
+    else:
+        print(format_table(results, top=args.top))
+    for f, why in skipped:
+        print(f"skipped: {why}", file=sys.stderr)
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s), classified {len(results)}", file=sys.stderr)
+    if args.csv:
+        write_files_csv(results, args.csv)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    if args.timeline:
+        write_timeline(results, args.timeline)
+        print(f"wrote {args.timeline}", file=sys.stderr)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from asclab.submit import write_submission
+    s = write_submission(args.ckpt, args.data, args.out, year=args.year, hop=args.hop, progress=not args.quiet,
+                         on_error="skip" if args.skip_bad else "raise")
+    c = s["complexity"]
+    if c is None:
+        print(f"DCASE {args.year}: no complexity limits")
+    else:
+        macs = f", {c['macs'] / 1e6:.2f} of {c['max_macs'] / 1e6:.0f} MMAC" if c["max_macs"] else ""
+        print(f"{c['title']}: ok ({c['param_bytes']:,} of {c['max_param_bytes']:,} bytes at {c['bits']} bits{macs})")
+    for f in s["skipped"]:
+        print(f"skipped {f['file']}: {f['reason']}", file=sys.stderr)
+    if s["skipped"]:
+        print(f"WARNING: {len(s['skipped'])} evaluation file(s) missing from the submission", file=sys.stderr)
+    print(f"wrote {s['out']} ({s['n_files']} files, {len(s['classes'])} classes)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from asclab.export.onnx_export import export_onnx
+    r = export_onnx(args.ckpt, args.out, input_kind=args.input_kind, fp16=args.fp16, int8=args.int8,
+                    val_data=args.val_data)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    for f in r["files"]:
+        line = f"{f['path']}: {f['precision']}, {f['size_bytes'] / 1024:,.1f} KiB, "
+        line += (f"max |ONNX - torch| {f['max_abs_diff']:.2e} (verified)" if f["precision"] == "fp32" else
+                 f"max |diff| from fp32 {f['max_abs_diff']:.2e}, top-1 agreement {f['top1_agreement']:.3f}")
+        if f["accuracy"] is not None:
+            line += f", accuracy {f['accuracy']:.4f}"
+        print(line)
+    v = r["validation"]
+    if v:
+        changes = ", ".join(f"{k[:-7]} {v[k]:+.4f}" for k in v if k.endswith("_change"))
+        print(f"validation on {v['n_files']} files of {v['data']}" + (f": accuracy change {changes}" if changes else ""))
+    print(f"sidecar: {r['files'][0]['sidecar']}")
     return 0
 
 
@@ -200,7 +272,7 @@ def cmd_complexity(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "data": cmd_data, "recipes": cmd_recipes, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "complexity": cmd_complexity,
+            "predict": cmd_predict, "complexity": cmd_complexity, "submit": cmd_submit, "export": cmd_export,
             "crossval": cmd_crossval}
 
 

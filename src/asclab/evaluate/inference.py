@@ -36,6 +36,7 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
         mf = load_model_file(path)
+        torch.set_flush_denormal(True)  # denormals slow CPU inference several-fold
         fcfg = FeatureConfig.from_dict(mf.features)
         kwargs = {k: v for k, v in mf.model.items() if k != "name"}
         model = create_model(mf.model["name"], num_classes=len(mf.classes), in_chans=fcfg.in_chans, **kwargs)

@@ -6,8 +6,10 @@ A model is trained on clips of a fixed length (``duration`` in the model file;
 resampler, mixed or kept per the model's feature config), so memory stays
 bounded whatever its length, and cut into windows of that length starting
 every ``hop`` seconds (default: the window length). A final zero-padded window
-covers a tail the full windows missed, and a recording shorter than one window
-is one zero-padded window, as ``load_audio`` pads short training clips.
+covers a tail the full windows missed if that tail holds at least half a
+window of audio (a shorter tail is left out rather than judged mostly on
+padding), and a recording shorter than one window is one zero-padded window,
+as ``load_audio`` pads short training clips.
 
 Each window is classified on its own; the whole-file decision is the mean of
 the window probabilities (the softmax-averaging McDonnell & Gao 2019 sec. 3.7
@@ -26,7 +28,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -52,10 +54,18 @@ class Windowing:
     channels: str = "mono"
     window: float = DEFAULT_WINDOW
     hop: float | None = None  # None: the window length
+    min_tail: float = 0.5  # a zero-padded last window must hold this fraction of a window of audio
 
     def __post_init__(self) -> None:
         if self.window <= 0 or (self.hop is not None and self.hop <= 0):
             raise ConfigError(f"window and hop must be positive seconds, got window={self.window}, hop={self.hop}")
+        if not 0.0 <= self.min_tail <= 1.0:
+            raise ConfigError(f"min_tail must be a fraction in [0, 1], got {self.min_tail}")
+
+    def keeps(self, start: float, duration: float) -> bool:
+        """Whether the window at ``start`` is classified: full windows always, the first
+        window always, a zero-padded last window only with ``min_tail`` of a window of audio."""
+        return start == 0 or start + self.window <= duration + 1e-9 or duration - start >= self.min_tail * self.window
 
     @property
     def hop_seconds(self) -> float:
@@ -126,6 +136,12 @@ def audio_files(paths: Iterable[str | Path], extensions: frozenset[str] = AUDIO_
     return out
 
 
+def iter_windows(path: str | Path, windowing: Windowing) -> Iterator[tuple[float, np.ndarray]]:
+    """``(start_seconds, wave[C, window samples])`` for each window of a recording, streamed."""
+    return iter_audio_blocks(path, windowing.sample_rate, windowing.channels,
+                             block_seconds=windowing.window, hop_seconds=windowing.hop_seconds)
+
+
 def classify_files(
     paths: Sequence[str | Path],
     probs_fn: ProbsFn,
@@ -167,8 +183,7 @@ def classify_files(
         try:
             info = audio_info(path)
             results[idx] = FileResult(path, info.duration, classes)
-            blocks = iter_audio_blocks(path, windowing.sample_rate, windowing.channels,
-                                       block_seconds=windowing.window, hop_seconds=windowing.hop_seconds)
+            blocks = iter_windows(path, windowing)
             while True:
                 try:
                     start, wave = next(blocks)
@@ -176,6 +191,8 @@ def classify_files(
                     break
                 except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
                     raise DataError(f"{path}: unreadable audio data ({' '.join(str(exc).split())})") from None
+                if not windowing.keeps(start, info.duration):
+                    continue
                 pending.append((idx, start, wave))
                 if len(pending) >= batch_size:
                     flush()

@@ -5,8 +5,8 @@ banded filterbank, and HPSS with scipy's median filter; neither traces into
 ONNX. ``ExportableFeatures`` computes the same numbers with ops ONNX has:
 
 * STFT: ``torch.stft`` (ONNX ``STFT``, opset >= 17) on the padded signal,
-  then ``re^2 + im^2`` and one dense filterbank matmul (the extractor's own
-  window and filterbank buffers);
+  then ``re^2 + im^2`` and the extractor's own mel filterbank, applied band by
+  band (only the non-zero columns are stored);
 * the dB / natural-log scaling, [0, 1] min-max and deltas: the extractor's
   own ``scale`` and ``asclab.features.deltas`` (plain tensor ops);
 * HPSS (Horvath 2021 sec. 2): median filters as the middle of ``TopK`` over
@@ -26,14 +26,27 @@ from asclab.features import FeatureExtractor, deltas
 
 
 class ExportableMel(nn.Module):
-    """``MelSpectrogram`` via ``torch.stft``: waveform (..., N) -> mel power (..., n_mels, frames)."""
+    """``MelSpectrogram`` via ``torch.stft``: waveform (..., N) -> mel power (..., n_mels, frames).
 
-    def __init__(self, mel: nn.Module) -> None:
+    The filterbank is stored as bands: each group of ``group`` consecutive
+    filters keeps only the FFT bins its filters touch (a triangular mel
+    filterbank is about 98 % zeros), so the exported file holds tens of
+    kilobytes of filter weights instead of megabytes; the products are the same.
+    """
+
+    def __init__(self, mel: nn.Module, group: int = 8) -> None:
         super().__init__()
         self.n_fft, self.hop_length = int(mel.n_fft), int(mel.hop_length)
         self.center, self.pad_mode, self.power = bool(mel.center), str(mel.pad_mode), float(mel.power)
         self.register_buffer("window", mel.window.detach().clone(), persistent=False)
-        self.register_buffer("filterbank", mel.filterbank.detach().clone(), persistent=False)
+        fb = mel.filterbank.detach().clone()
+        self.bands: list[tuple[int, int]] = []
+        for g, m0 in enumerate(range(0, fb.shape[0], group)):
+            rows = fb[m0:m0 + group]
+            cols = torch.nonzero(rows.abs().sum(0)).flatten()
+            k0, k1 = (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 1)
+            self.bands.append((k0, k1))
+            self.register_buffer(f"band{g}", rows[:, k0:k1].contiguous(), persistent=False)
 
     def forward(self, wave: Tensor) -> Tensor:
         lead = wave.shape[:-1]
@@ -46,7 +59,8 @@ class ExportableMel(nn.Module):
         power = spec.square().sum(-1)  # (R, F, T)
         if self.power != 2.0:
             power = power.pow(self.power / 2.0)
-        mel = torch.matmul(self.filterbank, power)
+        mel = torch.cat([torch.matmul(getattr(self, f"band{g}"), power[:, k0:k1])
+                         for g, (k0, k1) in enumerate(self.bands)], dim=1)
         return mel.reshape(lead + mel.shape[-2:])
 
 

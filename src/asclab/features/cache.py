@@ -65,7 +65,8 @@ def _is_complete(path: Path, key: str, count: int) -> bool:
     try:
         with h5py.File(path, "r") as f:
             attrs = f.attrs
-            if not (int(attrs.get("complete", 0)) == 1 and attrs.get("key") == key and int(attrs.get("count", -1)) == count):
+            marked = int(attrs.get("complete", 0)) == 1 and int(attrs.get("count", -1)) == count
+            if not (marked and attrs.get("key") == key):
                 return False
             ds = f["features"]
             if ds.shape[0] != count or ds.dtype != np.float16:
@@ -139,12 +140,15 @@ class FeatureCache:
         return cls(path, key, rows)
 
     @staticmethod
-    def _write(path: Path, key: str, records: list[Record], cfg: FeatureConfig, loader, batch_size: int, progress: bool) -> None:
+    def _write(
+        path: Path, key: str, records: list[Record], cfg: FeatureConfig, loader, batch_size: int, progress: bool
+    ) -> None:
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         extractor = FeatureExtractor(cfg).eval()
         shape = None
         try:
-            with h5py.File(tmp, "w") as f, tqdm(total=len(records), desc=f"features -> {path.name}", disable=not progress) as bar:
+            bar = tqdm(total=len(records), desc=f"features -> {path.name}", disable=not progress)
+            with h5py.File(tmp, "w") as f, bar:
                 ds = None
                 for start in range(0, len(records), max(1, batch_size)):
                     batch = records[start : start + batch_size]
@@ -155,7 +159,9 @@ class FeatureCache:
                         if shape is None:
                             shape = w.shape
                         if w.ndim != 2 or w.shape != shape:
-                            raise DataError(f"{rec.path}: loader gave audio of shape {w.shape}, expected {shape} like the first clip")
+                            raise DataError(
+                                f"{rec.path}: loader gave audio of shape {w.shape}, expected {shape} like the first clip"
+                            )
                         waves.append(w)
                     with torch.inference_mode():
                         feats = extractor(torch.from_numpy(np.stack(waves))).numpy().astype(np.float16)

@@ -32,7 +32,8 @@ class FeatureConfig:
     log_eps: float = 1e-8  # scale "log"/"log01": ln(mel + log_eps) (McDonnell & Gao 2019 code: 1e-8)
     deltas: bool = False  # append delta and delta-delta channels
     delta_width: int = 9
-    delta_padding: bool = True  # False: the 2019 paper's "without padding", T -> T - 2 (delta_width - 1); its code used width 5: 431 -> 423
+    # False: the 2019 paper's "without padding", T -> T - 2 (delta_width - 1); its code used width 5: 431 -> 423
+    delta_padding: bool = True
     hpss: bool = False  # append harmonic and percussive channels (Horvath 2021 sec. 2)
     hpss_kernel: int = 31
     channels: str = "mono"  # "mono" (mix) or "stereo" (keep both, features per channel)

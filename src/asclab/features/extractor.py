@@ -52,6 +52,8 @@ def _check(cfg: FeatureConfig) -> None:
         raise ConfigError(
             f"features.hpss needs a non-negative scale (db01 or log01, Horvath 2021 sec. 2), got {cfg.scale!r}"
         )
+    if cfg.pad_mode not in ("constant", "reflect", "replicate", "circular"):
+        raise ConfigError(f"features.pad_mode must be constant, reflect, replicate or circular, got {cfg.pad_mode!r}")
     if cfg.mel_norm not in (None, "slaney"):
         raise ConfigError(f"features.mel_norm must be 'slaney' or null, got {cfg.mel_norm!r}")
 

@@ -61,7 +61,9 @@ def _softmask(x: Tensor, ref: Tensor, power: float, split_zeros: bool) -> Tensor
     return torch.where(bad, torch.full_like(mask, 0.5 if split_zeros else 0.0), mask)
 
 
-def hpss(spec, kernel_size: int | tuple[int, int] = 31, power: float = 2.0, margin: float | tuple[float, float] = 1.0) -> tuple[Tensor, Tensor]:
+def hpss(
+    spec, kernel_size: int | tuple[int, int] = 31, power: float = 2.0, margin: float | tuple[float, float] = 1.0
+) -> tuple[Tensor, Tensor]:
     """Harmonic and percussive parts of a non-negative (..., F, T) spectrogram,
     equal to ``librosa.decompose.hpss(spec, kernel_size=..., power=...,
     margin=...)`` (float32 tensors on the input's device)."""

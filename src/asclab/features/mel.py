@@ -114,7 +114,8 @@ class MelSpectrogram(nn.Module):
             raise ValueError(f"win_length must be in 1..n_fft={n_fft}, got {win_length}")
         if power <= 0:
             raise ValueError(f"power must be positive, got {power}")
-        self.sample_rate, self.n_fft, self.hop_length, self.n_mels = int(sample_rate), int(n_fft), int(hop_length), int(n_mels)
+        self.sample_rate, self.n_fft = int(sample_rate), int(n_fft)
+        self.hop_length, self.n_mels = int(hop_length), int(n_mels)
         self.center, self.pad_mode, self.power = bool(center), pad_mode, float(power)
         self.fft_dtype = torch.float64 if fft_float64 else torch.float32
         window = torch.zeros(n_fft)

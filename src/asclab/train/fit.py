@@ -43,6 +43,8 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
         trainer_kwargs: dict | None = None, resume_from: Path | None = None) -> FitResult:
     t0 = time.time()
     out_dir = Path(out_dir)
+    # Denormal floats in early training made CPU steps 5x slower here (benchmarks/bench_train.py).
+    torch.set_flush_denormal(True)
     seed = int(recipe["train"].get("seed", 0))
     L.seed_everything(seed, workers=True, verbose=False)
     major = recipe["data"].get("major_device")
@@ -77,7 +79,8 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
                                mode="max", save_last=True, save_top_k=1 if val_loader is not None else 0)
         kwargs = dict(max_epochs=int(srecipe["train"]["epochs"]), accelerator="cpu" if not torch.cuda.is_available() else "auto",
                       devices=1, logger=CSVLogger(str(stage_dir), name="", version="logs"),
-                      callbacks=[ckpt, TQDMProgressBar(refresh_rate=5)], enable_progress_bar=progress,
+                      callbacks=[ckpt] + ([TQDMProgressBar(refresh_rate=5)] if progress else []),
+                      enable_progress_bar=progress,
                       enable_model_summary=False, log_every_n_steps=5,
                       deterministic=bool(srecipe["train"].get("deterministic", False)),
                       precision=srecipe["train"].get("precision", "32-true"),

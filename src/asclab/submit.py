@@ -1,0 +1,129 @@
+"""DCASE task 1 submission files, refused for a model that breaks the year's complexity rules.
+
+Format (the challenge's ``output.csv``, TAB-separated): a header
+``filename  scene_label  <class 1>  ...  <class K>`` (one probability column
+per class, in the model's class order) and one row per evaluation file, the
+file name spelled as in the data set's metadata (e.g. ``audio/123.wav``).
+Each file is classified like ``asclab predict`` (windows of the model's clip
+length, probabilities averaged over the windows).
+
+Complexity rules (``asclab.compress.complexity.CHALLENGE_LIMITS``):
+2019: none; 2020 (task 1b): 500 KB of non-zero parameters; 2021 (task 1a):
+128 KB of non-zero parameters; 2022-2025: 128 kB of parameters and 30 MMAC
+per 1-s clip. Parameter memory is counted at the precision the model file
+stores its parameters in (fp16 weights: 2 bytes each).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asclab.compress.complexity import CHALLENGE_LIMITS, complexity_report, default_input_shape
+from asclab.data.tables import read_table
+from asclab.data.tau import read_fold_list
+from asclab.errors import AsclabError, ComplexityError, ConfigError, DataError
+from asclab.evaluate.inference import Predictor
+from asclab.evaluate.longform import Windowing, audio_files, classify_files, torch_probs_fn
+from asclab.io import write_text
+from asclab.train.checkpoint import resolve_checkpoint
+
+YEAR_RULES: dict[int, str | None] = {2019: None, 2020: "dcase2020_1b", 2021: "dcase2021_1a",
+                                     **{y: "dcase2022_2025_1" for y in range(2022, 2026)}}
+
+
+def stored_bits(predictor: Predictor) -> int:
+    """Bits per parameter as the model file stores them (the widest floating parameter tensor)."""
+    names = {n for n, _ in predictor.model.named_parameters()}
+    bits = [torch.finfo(v.dtype).bits for k, v in predictor.meta.state_dict.items()
+            if k in names and torch.is_floating_point(v)]
+    return max(bits, default=32)
+
+
+def check_complexity(predictor: Predictor, year: int) -> dict | None:
+    """The year's verdict for the model (None for a year without limits); ComplexityError if broken."""
+    if year not in YEAR_RULES:
+        raise ConfigError(f"--year must be one of {', '.join(map(str, YEAR_RULES))}, got {year}")
+    key = YEAR_RULES[year]
+    if key is None:
+        return None
+    bits = stored_bits(predictor)
+    report = complexity_report(predictor.model, default_input_shape(predictor.fcfg, 1.0), bits=bits)
+    verdict = dict(report["challenges"][key], bits=bits, params=report["params"],
+                   nonzero_params=report["nonzero_params"])
+    if not verdict["pass"]:
+        limit = next(lim for lim in CHALLENGE_LIMITS if lim.key == key)
+        raise ComplexityError(f"model breaks the {limit.title} limits for {year}: {_excess(verdict)}")
+    return verdict
+
+
+def _excess(v: dict) -> str:
+    parts = []
+    counted = v["nonzero_params"] if v["counted"] == "nonzero" else v["params"]
+    if v["margin_bytes"] < 0:
+        parts.append(f"{'non-zero ' if v['counted'] == 'nonzero' else ''}parameter memory {v['param_bytes']:,} bytes "
+                     f"({counted:,} parameters x {v['bits']} bits) exceeds the {v['max_param_bytes']:,}-byte limit "
+                     f"by {-v['margin_bytes']:,} bytes")
+    if v["max_macs"] is not None and v["margin_macs"] < 0:
+        parts.append(f"{v['macs'] / 1e6:,.2f} MMAC per 1-s clip exceeds the {v['max_macs'] / 1e6:,.0f} MMAC limit "
+                     f"by {-v['margin_macs'] / 1e6:,.2f} MMAC")
+    return "; ".join(parts)
+
+
+def evaluation_files(eval_dir: str | Path) -> list[tuple[str, Path]]:
+    """``(filename as in the metadata, path)`` of every evaluation file.
+
+    ``evaluation_setup/fold1_test.csv`` if present, else ``meta.csv`` (its
+    ``filename`` column; labels ignored), else every audio file under the
+    folder (named relative to it).
+    """
+    root = Path(eval_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: evaluation data folder not found")
+    test_list = root / "evaluation_setup" / "fold1_test.csv"
+    if test_list.is_file():
+        return [(r.extra["filename"], r.path) for r in read_fold_list(test_list, split="evaluate", labelled=False,
+                                                                       root=root.absolute())]
+    meta = root / "meta.csv"
+    if meta.is_file():
+        rows = read_table(meta, required=("filename",), allow_extra_columns=True)
+        return [(v["filename"], root.absolute() / v["filename"]) for _, v in rows]
+    return [(f.relative_to(root).as_posix(), f) for f in audio_files([root])]
+
+
+def submission_text(names: list[str], probs: np.ndarray, classes: list[str]) -> str:
+    lines = ["\t".join(["filename", "scene_label", *classes])]
+    for name, p in zip(names, probs):
+        lines.append("\t".join([name, classes[int(np.argmax(p))], *(f"{v:.6f}" for v in p)]))
+    return "\n".join(lines) + "\n"
+
+
+def write_submission(ckpt: str | Path, data: str | Path, out: str | Path, *, year: int = 2024,
+                     hop: float | None = None, batch_size: int = 16, on_error: str = "raise",
+                     progress: bool = True) -> dict:
+    """Check the model against ``year``'s rules, classify the evaluation files, write ``out``."""
+    pred = Predictor.load(resolve_checkpoint(ckpt))
+    verdict = check_complexity(pred, year)
+    files = evaluation_files(data)
+    if not files:
+        raise DataError(f"{data}: no evaluation files")
+    missing = [(name, p) for name, p in files if not Path(p).is_file()]
+    if missing and on_error != "skip":
+        raise DataError(f"{missing[0][1]}: listed evaluation file not found ({len(missing)} missing in all)")
+    skipped: list = [(str(p), "file not found") for _, p in missing]
+    files = [(name, p) for name, p in files if Path(p).is_file()]
+    win = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration, hop)
+    results = classify_files([p for _, p in files], torch_probs_fn(pred), pred.classes, win,
+                             batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress)
+    by_path = {str(r.path): r for r in results}
+    kept = [(name, by_path[str(p)]) for name, p in files if str(p) in by_path]
+    if not kept:
+        raise AsclabError(f"{data}: none of the {len(files)} evaluation files could be classified")
+    probs = np.stack([r.probs for _, r in kept])
+    write_text(out, submission_text([name for name, _ in kept], probs, pred.classes))
+    return {"out": str(out), "year": year, "n_files": len(kept), "classes": pred.classes,
+            "complexity": verdict, "skipped": [{"file": f, "reason": why} for f, why in skipped],
+            "window": win.window, "hop": win.hop_seconds,
+            "mean_windows": float(np.mean([len(r.windows) for _, r in kept])) if kept else math.nan}
