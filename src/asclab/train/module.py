@@ -153,7 +153,10 @@ class ASCModule(L.LightningModule):
             steps = max(1, int(self.trainer.estimated_stepping_batches) // max(1, epochs))
         except Exception:  # no trainer attached (unit tests)
             steps = self.steps_per_epoch
-        sched = build_scheduler(opt, r["schedule"], epochs=epochs, steps_per_epoch=steps)
+        # A capped (shortened) run walks the recipe's whole schedule in fewer epochs.
+        sched_epochs = int(r["train"].get("schedule_epochs") or epochs)
+        sched = build_scheduler(opt, r["schedule"], epochs=sched_epochs,
+                                steps_per_epoch=steps * epochs / sched_epochs)
         if sched is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

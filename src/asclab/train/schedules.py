@@ -37,10 +37,11 @@ def _cosine(frac: float, high: float, low: float) -> float:
 class EpochSchedule(LRScheduler):
     """Base class: subclasses implement ``lr_at(epoch: float) -> float``."""
 
-    def __init__(self, optimizer: Optimizer, steps_per_epoch: int = 1, per_epoch: bool = False) -> None:
-        if int(steps_per_epoch) < 1:
+    def __init__(self, optimizer: Optimizer, steps_per_epoch: float = 1, per_epoch: bool = False) -> None:
+        if not float(steps_per_epoch) > 0:
             raise ConfigError(f"steps_per_epoch must be positive, got {steps_per_epoch!r}")
-        self.steps_per_epoch = int(steps_per_epoch)
+        # A fractional value compresses the schedule (a shortened run, ``train.epochs_cap``).
+        self.steps_per_epoch = float(steps_per_epoch)
         self.per_epoch = bool(per_epoch)
         super().__init__(optimizer)
 
@@ -274,7 +275,7 @@ SCHEDULES: dict[str, type[EpochSchedule]] = {
 
 
 def build_scheduler(optimizer: Optimizer, cfg: Mapping[str, Any] | None, epochs: int,
-                    steps_per_epoch: int) -> EpochSchedule:
+                    steps_per_epoch: float) -> EpochSchedule:
     """A scheduler to step once per optimizer step, from ``{name: ..., key: value}``.
 
     None gives a constant lr. ``total_epochs`` defaults to ``epochs`` (a

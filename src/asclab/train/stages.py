@@ -71,7 +71,17 @@ def stage_recipe(recipe: dict, stage: dict) -> dict:
                 out = deep_merge(out, {block: new})
     if "augment" in stage:
         out = {**out, "augment": {"waveform": [], "spec": [], "mix": None, **(stage["augment"] or {})}}
-    return out
+    return cap_epochs(out)
+
+
+def cap_epochs(recipe: dict) -> dict:
+    """``train.epochs_cap`` shortens every stage to at most that many epochs; the
+    learning-rate schedule is compressed to fit (``train.schedule_epochs``)."""
+    cap = recipe["train"].get("epochs_cap")
+    epochs = int(recipe["train"]["epochs"])
+    if not cap or int(cap) >= epochs:
+        return recipe
+    return deep_merge(recipe, {"train": {"epochs": int(cap), "schedule_epochs": epochs}})
 
 
 def apply_stage(module, recipe: dict, stage: dict) -> dict:
