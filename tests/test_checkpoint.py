@@ -65,7 +65,7 @@ def test_plain_pickle_with_payload_is_refused(tmp_path):
     marker = tmp_path / "payload-ran"
     path = tmp_path / "model.ckpt"
     with path.open("wb") as f:
-        pickle.dump({"format": FORMAT, "x": _TouchMarker(marker)}, f)
+        pickle.dump({"format": FORMAT, "x": _TouchMarker(marker)}, f, protocol=2)
     with pytest.raises(CheckpointError) as info:
         load_model_file(path)
     assert not marker.exists()

@@ -22,6 +22,7 @@ from asclab.cli import main
 from asclab.data import load_audio
 from asclab.evaluate.inference import Predictor
 from asclab.evaluate.longform import DEFAULT_WINDOW, Windowing, audio_files, classify_files, torch_probs_fn
+from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
 from asclab.models import create_model
 from asclab.train.checkpoint import ModelFile, save_model_file
@@ -32,13 +33,18 @@ FEATURES = FeatureConfig(sample_rate=16000, n_fft=1024, hop_length=320, n_mels=6
 CLASSES = ["airport", "bus", "metro", "park", "tram"]
 
 
-def _model_file(path, duration: float | None, features: FeatureConfig = FEATURES, seed: int = 0):
-    torch.manual_seed(seed)
+def _model_file(path, duration: float | None, calibration: np.ndarray, features: FeatureConfig = FEATURES):
+    """A cp_mobile model file with random weights whose batch-norm statistics are set on
+    ``calibration`` audio [B, C, N], so its outputs depend on the input."""
+    torch.manual_seed(0)
     model = create_model("cp_mobile", num_classes=len(CLASSES), in_chans=features.in_chans)
-    with torch.no_grad():  # spread the logits so windows of different audio get different probabilities
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    mf = ModelFile(state_dict=model.state_dict(), classes=CLASSES, features=features.to_dict(),
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration pass
+    with torch.no_grad():
+        model.train()(FeatureExtractor(features)(torch.from_numpy(calibration)))
+    mf = ModelFile(state_dict=model.eval().state_dict(), classes=CLASSES, features=features.to_dict(),
                    model={"name": "cp_mobile"}, recipe={"name": "test"}, duration=duration)
     return save_model_file(mf, path)
 
@@ -65,8 +71,14 @@ def tau_clips():
 
 
 @pytest.fixture(scope="module")
-def model_1s(tmp_path_factory):
-    return _model_file(tmp_path_factory.mktemp("m") / "model.ckpt", duration=1.0)
+def calibration(tau_clips):
+    _, files = tau_clips
+    return np.stack([load_audio(f, FEATURES.sample_rate, duration=1.0, offset=3.0) for f in files])
+
+
+@pytest.fixture(scope="module")
+def model_1s(tmp_path_factory, calibration):
+    return _model_file(tmp_path_factory.mktemp("m") / "model.ckpt", 1.0, calibration)
 
 
 def test_predict_real_tau_clips_folder(tau_clips, model_1s, tmp_path, capsys):
@@ -119,9 +131,9 @@ def long_recording(tau_clips, tmp_path_factory):
     return path, wave.shape[1]
 
 
-def test_long_recording_timeline(long_recording, tmp_path):
+def test_long_recording_timeline(long_recording, tmp_path, calibration):
     path, n = long_recording
-    ckpt = _model_file(tmp_path / "m10.ckpt", duration=None)  # no clip length in the file: 10-s windows
+    ckpt = _model_file(tmp_path / "m10.ckpt", None, calibration)  # no clip length in the file: 10-s windows
     timeline = tmp_path / "t.csv"
     assert main(["predict", str(ckpt), str(path), "--hop", "4", "--timeline", str(timeline), "--jsonl",
                  "--quiet"]) == 0

@@ -40,28 +40,43 @@ def model_complexity(model, recipe: dict) -> dict:
 
 def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, *,
               overrides: list[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
-              force: bool = False, all_data: bool = False, trainer_kwargs: dict | None = None) -> dict:
-    """Train a recipe on a data set, save ``model.ckpt``, evaluate on the test split."""
+              force: bool = False, all_data: bool = False, trainer_kwargs: dict | None = None,
+              resume: bool = False) -> dict:
+    """Train a recipe on a data set, save ``model.ckpt``, evaluate on the test split.
+
+    Under DDP (``trainer_kwargs`` devices/num_nodes/strategy) every process trains
+    and only global rank 0 writes the run folder; the others return ``{"run", "rank"}``.
+    ``resume``: continue the interrupted run in ``out_dir`` (use :func:`resume_run`)."""
+    from asclab.train.distributed import is_main_process
     from asclab.train.fit import fit  # lightning import is slow; keep it off the other commands
 
     t0 = time.time()
     recipe = load_recipe(recipe_name, overrides)
     out = Path(out_dir)
+    if (out / "model.ckpt").exists() and resume:
+        raise AsclabError(f"{out}: the run has finished (model.ckpt exists); nothing to resume")
     if (out / "model.ckpt").exists() and not force:
         raise AsclabError(f"{out}: already holds a trained model; choose another --out or pass --force")
     members = (recipe.get("workflow") or {}).get("ensemble")
     if members:
         return train_ensemble(recipe, members, data_dir, out, overrides=overrides, cache_dir=cache_dir,
-                              progress=progress, force=force, all_data=all_data, trainer_kwargs=trainer_kwargs)
+                              progress=progress, force=force, all_data=all_data, trainer_kwargs=trainer_kwargs,
+                              resume=resume)
     index = open_data(data_dir, recipe)
     train_records, val_records = list(index.train), list(index.test)
     if all_data:  # McDonnell & Gao 2019 sec. 3.8: retrain on all development data
         train_records, val_records = train_records + val_records, []
     if not train_records:
         raise AsclabError(f"{data_dir}: no training records for this recipe's split")
-    record_run(out, recipe, data=str(data_dir), n_train=len(train_records), n_val=len(val_records))
+    if resume:
+        note_resume(out)
+    elif is_main_process():
+        record_run(out, recipe, data=str(data_dir), n_train=len(train_records), n_val=len(val_records),
+                   all_data=all_data)
     result = fit(recipe, train_records, [r for r in val_records if r.label is not None], index.classes, out,
-                 cache_dir=cache_dir, progress=progress, trainer_kwargs=trainer_kwargs)
+                 cache_dir=cache_dir, progress=progress, trainer_kwargs=trainer_kwargs, resume=resume)
+    if not result.is_main:  # DDP: rank 0 writes model, metrics and plots
+        return {"run": str(out), "rank": "non-zero"}
     model = result.module.model
     before = model_complexity(model, recipe)
     state = model.state_dict()
@@ -92,9 +107,22 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
 def train_ensemble(recipe: dict, members: list[str], data_dir, out: Path, **kw) -> dict:
     """Train each member recipe into ``out/members/NAME`` and evaluate their softmax
     average (McDonnell & Gao 2019 sec. 3.7; Gao & McDonnell 2020 submission 4)."""
-    out.mkdir(parents=True, exist_ok=True)
-    record_run(out, recipe, data=str(data_dir), members=members)
-    summaries = [train_run(m, data_dir, out / "members" / m, **kw) for m in members]
+    from asclab.train.distributed import is_main_process
+
+    resume = kw.pop("resume", False)
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            record_run(out, recipe, data=str(data_dir), members=members)
+    summaries = []
+    for m in members:
+        member = out / "members" / m
+        if resume and (member / "model.ckpt").exists():  # finished before the interruption
+            summaries.append(json.loads((member / "summary.json").read_text()))
+            continue
+        summaries.append(train_run(m, data_dir, member, resume=resume and (member / "recipe.yaml").exists(), **kw))
+    if not is_main_process():
+        return {"run": str(out), "rank": "non-zero"}
     ckpts = [s["model"] for s in summaries]
     write_json(out / "ensemble.json", {"members": [str(Path(c).relative_to(out)) for c in ckpts]})
     summary = {"run": str(out), "model": str(out), "members": ckpts,
@@ -104,6 +132,69 @@ def train_ensemble(recipe: dict, members: list[str], data_dir, out: Path, **kw) 
         summary["member_macro_accuracy"] = {m: s["metrics"]["macro_accuracy"] for m, s in zip(members, summaries)}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def resume_run(run_dir: str | Path, *, data_dir: str | Path | None = None, cache_dir: Path | None = None,
+               progress: bool = True, trainer_kwargs: dict | None = None) -> dict:
+    """Continue an interrupted ``train_run`` from ``RUN/checkpoints/last.ckpt`` (per stage),
+    with the recipe of ``RUN/recipe.yaml`` and the data folder the run recorded
+    (``data_dir`` overrides it, e.g. after moving the data)."""
+    run = Path(run_dir)
+    info_path, recipe_path = run / "run_info.json", run / "recipe.yaml"
+    if not recipe_path.exists() or not info_path.exists():
+        raise AsclabError(f"{run}: not a run folder (recipe.yaml and run_info.json missing)")
+    info = json.loads(info_path.read_text())
+    recipe = load_recipe(recipe_path)
+    if not (recipe.get("workflow") or {}).get("ensemble") and not (
+            any(run.glob("checkpoints/last.ckpt")) or any(run.glob("stages/*/checkpoints/last.ckpt"))
+            or any(run.glob("stages/*/stage_done.json"))):
+        raise AsclabError(f"{run}: no checkpoint to resume from (stopped before its first checkpoint); "
+                          "start the run again")
+    return train_run(recipe, data_dir or info["data"], run, cache_dir=cache_dir, progress=progress,
+                     all_data=bool(info.get("all_data", False)), trainer_kwargs=trainer_kwargs, resume=True)
+
+
+def note_resume(run: Path) -> None:
+    """Append the time of a resume to ``run_info.json``."""
+    from asclab.train.distributed import is_main_process
+
+    path = Path(run) / "run_info.json"
+    if not is_main_process() or not path.exists():
+        return
+    info = json.loads(path.read_text())
+    info.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv})
+    write_json(path, info)
+
+
+def build_features(recipe_name: str | Path | dict, data_dir: str | Path, *, overrides: list[str] | None = None,
+                   cache_dir: Path | None = None, workers: int = 1, shard_size: int | None = None,
+                   verify: bool = False, progress: bool = True) -> list[dict]:
+    """Compute the feature caches ``asclab train`` would use for this recipe and data
+    (training and test split), in ``workers`` processes and shards of ``shard_size``
+    clips; an interrupted build resumes. One row per cache."""
+    from asclab.train.data import feature_cache, needs_waveforms, select_training_records
+
+    recipe = load_recipe(recipe_name, overrides)
+    if needs_waveforms(recipe):
+        raise AsclabError(f"recipe {recipe.get('name')!r} computes features on the fly (waveform augmentation "
+                          "or train.cache_features: false); there is no cache to build")
+    index = open_data(data_dir, recipe)
+    splits = {"train": select_training_records(list(index.train), recipe, int(recipe["train"].get("seed", 0))),
+              "test": [r for r in index.test if r.label is not None]}
+    rows = []
+    for split, records in splits.items():
+        if not records:
+            continue
+        t0 = time.time()
+        cache = feature_cache(records, recipe, cache_dir, progress, workers=workers, shard_size=shard_size,
+                              verify=verify)
+        rep = cache.report
+        rows.append({"split": split, "path": str(cache.path), "clips": len(records),
+                     "shards_computed": len(rep.computed) if rep else 0,
+                     "shards_reused": len(rep.reused) if rep else 0,
+                     "shards_damaged": len(rep.damaged) if rep else 0,
+                     "up_to_date": rep is None, "seconds": round(time.time() - t0, 1)})
+    return rows
 
 
 def ensemble_members(path: str | Path) -> list[Path]:

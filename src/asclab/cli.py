@@ -29,6 +29,14 @@ def _overrides(args) -> list[str]:
     return out
 
 
+def _add_distributed(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("distributed training (docs/distributed.md)")
+    g.add_argument("--devices", default=None, help="processes (GPUs) per node, 'auto' or -1 for all (default 1)")
+    g.add_argument("--num-nodes", type=int, default=None, help="machines (default 1)")
+    g.add_argument("--strategy", default=None, help="Lightning strategy, e.g. ddp (default: Lightning's choice)")
+    g.add_argument("--accelerator", default=None, help="cpu, gpu, auto (default: gpu when present)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asclab", description="Acoustic scene classification toolkit.")
     p.add_argument("--version", action="version", version=f"asclab {__version__}")
@@ -55,15 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--quiet", action="store_true")
 
-    tr = sub.add_parser("train", help="train a recipe on a data set")
-    tr.add_argument("recipe", help="recipe name (see 'asclab recipes') or a YAML file")
-    tr.add_argument("--data", required=True)
-    tr.add_argument("--out", required=True, help="run folder")
+    tr = sub.add_parser("train", help="train a recipe on a data set (or --resume an interrupted run)")
+    tr.add_argument("recipe", nargs="?", help="recipe name (see 'asclab recipes') or a YAML file")
+    tr.add_argument("--data", default=None, help="data folder (with --resume: default, the run's own)")
+    tr.add_argument("--out", default=None, help="run folder")
+    tr.add_argument("--resume", default=None, metavar="RUN",
+                    help="continue the interrupted run RUN from its last checkpoint, with its recipe.yaml")
     tr.add_argument("--cache-dir", default=None, help="feature cache folder (default $ASCLAB_CACHE_DIR or ~/.cache/asclab)")
     tr.add_argument("--all-data", action="store_true", help="train on train+test (no validation), 2019 sec. 3.8")
     tr.add_argument("--force", action="store_true", help="overwrite a run folder that holds a model")
     tr.add_argument("--quiet", action="store_true")
+    _add_distributed(tr)
     _add_overrides(tr)
+
+    fe = sub.add_parser("features", help="compute a recipe's feature caches in parallel (resumable)")
+    fe.add_argument("data", help="data folder")
+    fe.add_argument("--recipe", required=True, help="recipe name or YAML file (its feature settings and split)")
+    fe.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    fe.add_argument("--shard-size", type=int, default=None, help="clips per shard (default 256)")
+    fe.add_argument("--cache-dir", default=None, help="feature cache folder (default $ASCLAB_CACHE_DIR or ~/.cache/asclab)")
+    fe.add_argument("--verify", action="store_true", help="re-hash existing caches; rebuild any that fail")
+    fe.add_argument("--quiet", action="store_true")
+    fe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     ev = sub.add_parser("evaluate", help="metrics of a trained model on a data set's test split")
     ev.add_argument("ckpt", help="run folder or model.ckpt")
@@ -162,13 +183,42 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from asclab.api import train_run
-    s = train_run(args.recipe, args.data, args.out, overrides=_overrides(args), cache_dir=args.cache_dir,
-                  progress=not args.quiet, force=args.force, all_data=args.all_data)
+    from asclab.api import resume_run, train_run
+    from asclab.train.distributed import distributed_trainer_kwargs
+    dist = distributed_trainer_kwargs(args.devices, args.num_nodes, args.strategy, args.accelerator)
+    if args.resume:
+        if args.recipe or _overrides(args) or args.all_data or args.force:
+            raise AsclabError("--resume continues a run with its own recipe.yaml: drop the recipe, --set/--epochs, "
+                              "--all-data and --force")
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise AsclabError("--resume RUN writes into RUN; drop --out")
+        s = resume_run(args.resume, data_dir=args.data, cache_dir=args.cache_dir, progress=not args.quiet,
+                       trainer_kwargs=dist)
+    else:
+        missing = [n for n, v in (("RECIPE", args.recipe), ("--data", args.data), ("--out", args.out)) if not v]
+        if missing:
+            raise AsclabError(f"asclab train needs {', '.join(missing)} (or --resume RUN)")
+        s = train_run(args.recipe, args.data, args.out, overrides=_overrides(args), cache_dir=args.cache_dir,
+                      progress=not args.quiet, force=args.force, all_data=args.all_data, trainer_kwargs=dist)
+    if "model" not in s:  # a DDP process other than rank 0
+        return 0
     m = s.get("metrics")
     if m:
         print(m["text"])
     print(f"model: {s['model']}\nrun folder: {s['run']} ({s['train_seconds']} s training)")
+    return 0
+
+
+def cmd_features(args) -> int:
+    from asclab.api import build_features
+    rows = build_features(args.recipe, args.data, overrides=args.overrides, cache_dir=args.cache_dir,
+                          workers=args.workers, shard_size=args.shard_size, verify=args.verify,
+                          progress=not args.quiet)
+    for r in rows:
+        what = ("up to date" if r["up_to_date"] else
+                f"{r['shards_computed']} shard(s) computed, {r['shards_reused']} reused"
+                + (f", {r['shards_damaged']} damaged and rebuilt" if r["shards_damaged"] else ""))
+        print(f"{r['split']:<5} {r['clips']:>6} clips  {what}  ({r['seconds']} s)  {r['path']}")
     return 0
 
 
@@ -271,7 +321,8 @@ def cmd_complexity(args) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "data": cmd_data, "recipes": cmd_recipes, "train": cmd_train, "evaluate": cmd_evaluate,
+COMMANDS = {"demo": cmd_demo, "data": cmd_data, "recipes": cmd_recipes, "train": cmd_train, "features": cmd_features,
+            "evaluate": cmd_evaluate,
             "predict": cmd_predict, "complexity": cmd_complexity, "submit": cmd_submit, "export": cmd_export,
             "crossval": cmd_crossval}
 

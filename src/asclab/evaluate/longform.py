@@ -137,9 +137,13 @@ def audio_files(paths: Iterable[str | Path], extensions: frozenset[str] = AUDIO_
 
 
 def iter_windows(path: str | Path, windowing: Windowing) -> Iterator[tuple[float, np.ndarray]]:
-    """``(start_seconds, wave[C, window samples])`` for each window of a recording, streamed."""
-    return iter_audio_blocks(path, windowing.sample_rate, windowing.channels,
-                             block_seconds=windowing.window, hop_seconds=windowing.hop_seconds)
+    """``(start_seconds, wave[C, window samples])`` for each window of a recording that
+    ``windowing.keeps``, streamed."""
+    duration = audio_info(path).duration
+    for start, wave in iter_audio_blocks(path, windowing.sample_rate, windowing.channels,
+                                         block_seconds=windowing.window, hop_seconds=windowing.hop_seconds):
+        if windowing.keeps(start, duration):
+            yield start, wave
 
 
 def classify_files(
@@ -191,8 +195,6 @@ def classify_files(
                     break
                 except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
                     raise DataError(f"{path}: unreadable audio data ({' '.join(str(exc).split())})") from None
-                if not windowing.keeps(start, info.duration):
-                    continue
                 pending.append((idx, start, wave))
                 if len(pending) >= batch_size:
                     flush()

@@ -4,7 +4,8 @@
 banded filterbank, and HPSS with scipy's median filter; neither traces into
 ONNX. ``ExportableFeatures`` computes the same numbers with ops ONNX has:
 
-* STFT: ``torch.stft`` (ONNX ``STFT``, opset >= 17) on the padded signal,
+* STFT: ``torch.stft`` on the padded signal, exported as the ONNX ``STFT``
+  operator (opset >= 17) through a custom symbolic,
   then ``re^2 + im^2`` and the extractor's own mel filterbank, applied band by
   band (only the non-zero columns are stored);
 * the dB / natural-log scaling, [0, 1] min-max and deltas: the extractor's
@@ -54,14 +55,33 @@ class ExportableMel(nn.Module):
         if self.center:
             half = self.n_fft // 2
             x = nn.functional.pad(x.unsqueeze(1), (half, half), mode=self.pad_mode).squeeze(1)
-        spec = torch.view_as_real(torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False,
-                                             return_complex=True))
-        power = spec.square().sum(-1)  # (R, F, T)
+        power = _Stft.apply(x, self.window, self.n_fft, self.hop_length).square().sum(-1).transpose(1, 2)
         if self.power != 2.0:
-            power = power.pow(self.power / 2.0)
+            power = power.pow(self.power / 2.0)  # (R, F, T)
         mel = torch.cat([torch.matmul(getattr(self, f"band{g}"), power[:, k0:k1])
                          for g, (k0, k1) in enumerate(self.bands)], dim=1)
         return mel.reshape(lead + mel.shape[-2:])
+
+
+class _Stft(torch.autograd.Function):
+    """One-sided STFT of frames ``n_fft`` apart by ``hop`` (no padding): (R, N) -> (R, T, F, 2).
+
+    Runs ``torch.stft`` in torch and becomes the ONNX ``STFT`` operator (opset 17)
+    in the TorchScript exporter, whose own ``stft`` export does not take
+    complex output.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, window: Tensor, n_fft: int, hop: int) -> Tensor:  # noqa: ARG004
+        spec = torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True)
+        return torch.view_as_real(spec).transpose(1, 2)
+
+    @staticmethod
+    def symbolic(g, x, window, n_fft: int, hop: int):
+        signal = g.op("Unsqueeze", x, g.op("Constant", value_t=torch.tensor([2], dtype=torch.int64)))
+        step = g.op("Constant", value_t=torch.tensor(hop, dtype=torch.int64))
+        length = g.op("Constant", value_t=torch.tensor(n_fft, dtype=torch.int64))
+        return g.op("STFT", signal, step, window, length, onesided_i=1)
 
 
 def _symmetric_pad_last(x: Tensor, before: int, after: int) -> Tensor:

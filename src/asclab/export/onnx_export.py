@@ -7,10 +7,10 @@ Input kinds:
   features itself (``ExportableFeatures``: ONNX ``STFT``, opset 18);
 * ``"features"``: the graph takes the network input ``[B, in_chans, n_mels, T]``.
 
-Batch and time axes are dynamic. The front end is exported with the dynamo
-exporter (``torch.stft`` needs it), the network with the TorchScript exporter
-(which, unlike ``torch.export``, takes every asclab model with a symbolic time
-axis); for waveform input the two graphs are joined with
+Batch and time axes are dynamic. Front end and network are exported
+separately with the TorchScript exporter (which, unlike ``torch.export``,
+takes every asclab model with a symbolic time axis, and keeps the network's
+channel sizes known) and, for waveform input, joined with
 ``onnx.compose.merge_models``.
 
 Every export verifies itself: onnxruntime runs the file on random inputs of
@@ -106,14 +106,14 @@ def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: 
                           f"(> tolerance {tolerance:g}); file removed")
     _rewrite_sidecar(files[0], meta)
 
-    reference = [_run(out, x) for x in inputs]
+    reference = _run(out, inputs) if fp16 or int8 else []
     for flag, precision, convert in ((fp16, "fp16", _fp16_weights), (int8, "int8", _int8_dynamic)):
         if not flag:
             continue
         variant_path = out.with_name(out.stem + f".{precision}.onnx")
         model = _with_metadata(_join(frontend, convert(network)), meta, precision)
         f = _save(model, variant_path, meta, precision)
-        outs = [_run(variant_path, x) for x in inputs]
+        outs = _run(variant_path, inputs)
         f.max_abs_diff = float(max(np.abs(a - b).max() for a, b in zip(outs, reference)))
         f.top1_agreement = float(np.mean(np.concatenate([a.argmax(1) == b.argmax(1) for a, b in zip(outs, reference)])))
         files.append(f)
@@ -163,25 +163,17 @@ def _export_network(pred: Predictor) -> onnx.ModelProto:
 
 
 def _export_frontend(pred: Predictor, window: float) -> onnx.ModelProto:
-    """waveform [B, C, N] -> features [B, C', F, T] (dynamo exporter: ONNX STFT)."""
+    """waveform [B, C, N] -> features [B, C', F, T] (ONNX STFT, see ``frontend._Stft``)."""
     fe = ExportableFeatures(pred.features).eval()
     cfg = pred.fcfg
-    n = int(round(window * cfg.sample_rate))
-    need_frames = 2 * cfg.delta_width + max(cfg.hpss_kernel if cfg.hpss else 0, 4)
-    min_n = max(cfg.n_fft, cfg.hop_length * need_frames)
-    if n <= min_n:
-        n = min_n + cfg.hop_length
-    wave = torch.randn(2, fe.n_audio_channels, n) * 0.1
-    dims: dict[int, object] = {0: torch.export.Dim("batch", min=1, max=4096),
-                               2: torch.export.Dim("samples", min=min_n, max=2 ** 31 - 1)}
-    if cfg.channels == "mono":
-        dims[1] = torch.export.Dim("channels", min=1, max=64)
+    wave = torch.randn(2, fe.n_audio_channels, int(round(window * cfg.sample_rate))) * 0.1
+    axes = {0: "batch", 2: "samples"} if cfg.channels == "stereo" else {0: "batch", 1: "channels", 2: "samples"}
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         path = Path(tmp) / "frontend.onnx"
         try:
             torch.onnx.export(fe, (wave,), str(path), input_names=["waveform"], output_names=["features"],
-                              dynamic_shapes={"wave": dims}, opset_version=OPSET, dynamo=True, optimize=True,
-                              external_data=False)
+                              dynamic_axes={"waveform": axes, "features": {0: "batch", 3: "frames"}},
+                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
         except Exception as exc:  # noqa: BLE001
             raise AsclabError(f"the feature front end ({_describe(cfg)}) could not be exported to ONNX "
                               f"({type(exc).__name__}: {_first_line(exc)}); try --input features") from None
@@ -306,9 +298,10 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _run(path: Path, x: np.ndarray) -> np.ndarray:
+def _run(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     sess = _session(path)
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    name = sess.get_inputs()[0].name
+    return [sess.run(None, {name: x})[0] for x in inputs]
 
 
 @torch.no_grad()

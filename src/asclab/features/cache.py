@@ -5,12 +5,17 @@ with their sizes and modification times, the ``FeatureConfig``, the clip
 duration and channel policy the loader applies, a free ``loader_tag`` and
 the cache format version; change any of them and a new file is built.
 
-A build writes ``<name>.tmp-<pid>`` and ``os.replace``s it into place only
-after the last row and the ``complete``/``count`` attributes are written, so
-an interrupted build never leaves a complete-looking file. A file that is
+The file is computed by ``asclab.features.shards``: in shards of
+``shard_size`` clips by ``workers`` processes, each shard written atomically
+with its checksum, so an interrupted build resumes without recomputing the
+finished shards; the verified shards are then joined into the one file,
+which appears (``os.replace``) only after the last row and the
+``complete``/``count``/``sha256`` attributes are written. A file that is
 unreadable, lacks the attributes or has the wrong key or row count is deleted
-and rebuilt. Reading opens the file lazily once per process (safe in
-DataLoader workers) and reads one row per item.
+and rebuilt. Concurrent builders of one file (DDP ranks) wait on a lock and
+reuse the result. Reading opens the file lazily once per process (safe in
+DataLoader workers) and reads one row per item, so a cache larger than RAM
+streams from disk.
 """
 from __future__ import annotations
 
@@ -25,12 +30,11 @@ import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from asclab.data.records import Record
 from asclab.errors import DataError
 from asclab.features.config import FeatureConfig
-from asclab.features.extractor import FeatureExtractor
+from asclab.features.shards import DEFAULT_SHARD_SIZE, ShardReport, build_cache_file, exclusive_lock, verify_cache_file
 
 CACHE_FORMAT_VERSION = 1
 _log = logging.getLogger(__name__)
@@ -99,6 +103,7 @@ class FeatureCache:
         self._rows = np.asarray(rows, dtype=np.int64)
         self._h5: h5py.File | None = None
         self._pid: int | None = None
+        self.report: ShardReport | None = None  # set when this call computed (part of) the file
 
     @classmethod
     def build(
@@ -112,12 +117,17 @@ class FeatureCache:
         progress: bool = True,
         duration: float | None = None,
         loader_tag: str = "",
+        workers: int = 1,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        verify: bool = False,
     ) -> "FeatureCache":
         """Return the cache for ``records``, computing it first unless a complete
         file with the same key exists. ``loader(record)`` gives the (C, N) float
         waveform; all clips must have the same shape. ``duration`` and
         ``loader_tag`` describe what the loader does (clip length, resampling...)
-        and enter the key."""
+        and enter the key. ``workers`` processes compute shards of ``shard_size``
+        clips (``workers > 1`` needs a picklable loader); ``verify`` re-hashes an
+        existing file's features and rebuilds it on a mismatch."""
         if not records:
             raise DataError("feature cache: no records to compute features for")
         key = cache_key(records, cfg, duration=duration, loader_tag=loader_tag)
@@ -127,63 +137,30 @@ class FeatureCache:
         unique = sorted({Path(r.path).resolve() for r in records})
         row_of = {p: i for i, p in enumerate(unique)}
         rows = np.array([row_of[Path(r.path).resolve()] for r in records], dtype=np.int64)
-        if _is_complete(path, key, len(unique)):
-            return cls(path, key, rows)
-        if path.exists():
-            _log.warning("feature cache %s is incomplete or unreadable; rebuilding it", path)
-            path.unlink()
-        _remove_stale_temps(path)
-        first = {}
-        for r in records:
-            first.setdefault(Path(r.path).resolve(), r)
-        cls._write(path, key, [first[p] for p in unique], cfg, loader, batch_size, progress)
-        return cls(path, key, rows)
 
-    @staticmethod
-    def _write(
-        path: Path, key: str, records: list[Record], cfg: FeatureConfig, loader, batch_size: int, progress: bool
-    ) -> None:
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        extractor = FeatureExtractor(cfg).eval()
-        shape = None
-        try:
-            bar = tqdm(total=len(records), desc=f"features -> {path.name}", disable=not progress)
-            with h5py.File(tmp, "w") as f, bar:
-                ds = None
-                for start in range(0, len(records), max(1, batch_size)):
-                    batch = records[start : start + batch_size]
-                    waves = []
-                    for rec in batch:
-                        w = np.asarray(loader(rec), dtype=np.float32)
-                        w = w[None] if w.ndim == 1 else w
-                        if shape is None:
-                            shape = w.shape
-                        if w.ndim != 2 or w.shape != shape:
-                            raise DataError(
-                                f"{rec.path}: loader gave audio of shape {w.shape}, expected {shape} like the first clip"
-                            )
-                        waves.append(w)
-                    with torch.inference_mode():
-                        feats = extractor(torch.from_numpy(np.stack(waves))).numpy().astype(np.float16)
-                    bad = ~np.isfinite(feats).reshape(len(batch), -1).all(1)
-                    if bad.any():
-                        raise DataError(f"{batch[int(np.argmax(bad))].path}: features not finite in float16")
-                    if ds is None:
-                        ds = f.create_dataset(
-                            "features", shape=(len(records), *feats.shape[1:]), dtype=np.float16,
-                            chunks=(1, *feats.shape[1:]),
-                        )
-                    ds[start : start + len(batch)] = feats
-                    bar.update(len(batch))
-                f.create_dataset("paths", data=np.array([str(r.path) for r in records], dtype=h5py.string_dtype()))
-                f.attrs["key"] = key
-                f.attrs["version"] = CACHE_FORMAT_VERSION
-                f.attrs["config"] = json.dumps(cfg.to_dict(), sort_keys=True)
-                f.attrs["count"] = len(records)
-                f.attrs["complete"] = 1
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        def ready() -> bool:
+            return _is_complete(path, key, len(unique)) and (not verify or verify_cache_file(path))
+
+        if ready():
+            return cls(path, key, rows)
+        with exclusive_lock(path.with_name(path.name + ".lock"),
+                            on_wait=lambda: _log.warning("waiting for another process building %s", path)):
+            if ready():  # built by the process we waited for
+                return cls(path, key, rows)
+            if path.exists():
+                _log.warning("feature cache %s is incomplete, unreadable or damaged; rebuilding it", path)
+                path.unlink()
+            _remove_stale_temps(path)
+            first = {}
+            for r in records:
+                first.setdefault(Path(r.path).resolve(), r)
+            attrs = {"key": key, "version": CACHE_FORMAT_VERSION, "config": json.dumps(cfg.to_dict(), sort_keys=True)}
+            report = build_cache_file(path, key, [first[p] for p in unique], cfg, loader, attrs,
+                                      shard_size=shard_size, workers=workers, batch_size=batch_size,
+                                      progress=progress)
+        cache = cls(path, key, rows)
+        cache.report = report
+        return cache
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -14,6 +14,9 @@ from asclab.data.dataset import WaveformDataset, balanced_subsample
 from asclab.data.records import Record
 from asclab.features import CachedFeatureDataset, FeatureCache
 from asclab.features.config import FeatureConfig
+from asclab.features.shards import DEFAULT_SHARD_SIZE
+from asclab.train.distributed import EpochSampler
+from asclab.train.resume import EpochLoader
 
 
 def default_cache_dir() -> Path:
@@ -47,12 +50,7 @@ def make_dataset(records: list[Record], recipe: dict, classes: list[str], device
     if waveforms:
         return WaveformDataset(records, classes, fcfg.sample_rate, fcfg.channels, duration,
                                devices=devices, on_error=on_error)
-    cache_dir = Path(cache_dir or default_cache_dir())
-
-    def loader(rec: Record):
-        return load_audio(rec.path, fcfg.sample_rate, channels=fcfg.channels, duration=duration)
-
-    cache = FeatureCache.build(records, fcfg, loader, cache_dir, duration=duration, progress=progress)
+    cache = feature_cache(records, recipe, cache_dir, progress)
     cidx = {c: i for i, c in enumerate(classes)}
     didx = {d: i for i, d in enumerate(devices)}
     labels = [cidx[r.label] if r.label is not None else -1 for r in records]
@@ -60,12 +58,39 @@ def make_dataset(records: list[Record], recipe: dict, classes: list[str], device
     return CachedFeatureDataset(cache, labels, devs)
 
 
+def feature_cache(records: list[Record], recipe: dict, cache_dir: Path | None, progress: bool = True, *,
+                  workers: int | None = None, shard_size: int | None = None, verify: bool = False) -> FeatureCache:
+    """The recipe's feature cache of ``records`` (built if needed), as training reads it.
+    ``workers``/``shard_size`` default to ``train.cache_workers`` (1) and ``train.cache_shard_size``."""
+    fcfg = FeatureConfig.from_dict(recipe["features"])
+    duration = recipe["data"].get("duration")
+    train = recipe["train"]
+    return FeatureCache.build(records, fcfg, ClipLoader(fcfg.sample_rate, fcfg.channels, duration),
+                              Path(cache_dir or default_cache_dir()), duration=duration, progress=progress,
+                              workers=int(workers or train.get("cache_workers") or 1),
+                              shard_size=int(shard_size or train.get("cache_shard_size") or DEFAULT_SHARD_SIZE),
+                              verify=verify)
+
+
 def make_loader(ds: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0,
                 seed: int = 0, drop_last: bool = False) -> DataLoader:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last, generator=g, persistent_workers=num_workers > 0)
+    """Training (``shuffle``) or evaluation loader. Under DDP each process reads its
+    share of the epoch (``EpochSampler``: training shares are equal, evaluation
+    reads every item once); the position is saved in checkpoints (``EpochLoader``)."""
+    sampler = EpochSampler(len(ds), shuffle=shuffle, seed=seed, even=shuffle)
+    return EpochLoader(ds, batch_size, sampler, num_workers=num_workers, drop_last=drop_last, seed=seed)
+
+
+@dataclass(frozen=True)
+class ClipLoader:
+    """``load_audio`` with fixed settings, as a picklable callable (feature-cache worker processes)."""
+
+    sample_rate: int
+    channels: str = "mono"
+    duration: float | None = None
+
+    def __call__(self, rec: Record):
+        return load_audio(rec.path, self.sample_rate, channels=self.channels, duration=self.duration)
 
 
 def select_training_records(records: list[Record], recipe: dict, seed: int) -> list[Record]:

@@ -19,7 +19,10 @@ from asclab.config import deep_merge
 from asclab.data.records import Record
 from asclab.errors import ConfigError
 from asclab.train.data import device_list, make_dataset, make_loader, needs_waveforms, select_training_records
+from asclab.train.distributed import is_main_process, scale_lr
 from asclab.train.module import ASCModule
+from asclab.train.resume import (AtomicCheckpointIO, ResumeCheckpoint, ResumeState, keep_log_before_resume,
+                                 mark_stage_done, merge_resumed_log, resume_checkpoint, stage_done, start_fresh)
 from asclab.train.stages import apply_stage, stage_list
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -36,11 +39,15 @@ class FitResult:
     best_path: Path | None
     seconds: float
     stages: list[dict] = field(default_factory=list)
+    is_main: bool = True  # the process that writes results (global rank 0 under DDP)
 
 
 def fit(recipe: dict, train_records: list[Record], val_records: list[Record], classes: list[str],
         out_dir: Path, *, cache_dir: Path | None = None, progress: bool = True,
-        trainer_kwargs: dict | None = None, resume_from: Path | None = None) -> FitResult:
+        trainer_kwargs: dict | None = None, resume: bool = False) -> FitResult:
+    """Train every stage of ``recipe`` into ``out_dir``. ``resume``: continue an interrupted
+    run there (finished stages are skipped, the current one continues from its
+    ``checkpoints/last.ckpt``, see ``asclab.train.resume``)."""
     t0 = time.time()
     out_dir = Path(out_dir)
     # Denormal floats in early training made CPU steps 5x slower here (benchmarks/bench_train.py).
@@ -59,27 +66,44 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
     module = ASCModule(recipe, classes, devices, class_counts)
     stages = stage_list(recipe)
     best_path = None
+    resuming, is_main = resume, is_main_process()
     for i, stage in enumerate(stages):
         srecipe = apply_stage(module, recipe, stage)
         if stage.get("records") == "balanced" and not recipe["data"].get("balance"):
             raise ConfigError(f"stage {stage.get('name')!r} asks for balanced data but data.balance is not set")
+        stage_dir = out_dir if len(stages) == 1 else out_dir / "stages" / f"{i + 1}_{stage.get('name', 'stage')}"
+        ckpt_path = None
+        if resuming:  # stages finished before the interruption only contribute their final weights
+            done = stage_done(stage_dir)
+            if done is not None:
+                module.load_state_dict(torch.load(done["weights"], map_location="cpu", weights_only=True)["state_dict"],
+                                       strict=False)
+                best_path = Path(done["best"]) if done.get("best") else best_path
+                if stage.get("prune"):
+                    finalize_pruning(module.model)
+                continue
+            ckpt_path, resuming = resume_checkpoint(stage_dir), False
+            if ckpt_path is not None and is_main:
+                keep_log_before_resume(stage_dir)
+        elif is_main:
+            start_fresh(stage_dir)  # an earlier run's last.ckpt / done mark must not be resumed later
         stage_ds = train_ds
         if stage.get("balance"):
             bal_recipe = deep_merge(srecipe, {"data": {"balance": stage["balance"]}})
             stage_ds = make_dataset(select_training_records(list(train_records), bal_recipe, seed + i),
                                     srecipe, classes, devices, waves, cache_dir, progress)
-        bs = int(srecipe["train"]["batch_size"])
+        bs = int(srecipe["train"]["batch_size"])  # per process (docs/distributed.md)
         nw = int(srecipe["train"].get("num_workers", 0))
-        train_loader = make_loader(stage_ds, bs, shuffle=True, num_workers=nw, seed=seed + i,
-                                   drop_last=len(stage_ds) > bs)
-        val_loader = make_loader(val_ds, bs, shuffle=False, num_workers=nw) if val_ds is not None else None
-        stage_dir = out_dir if len(stages) == 1 else out_dir / "stages" / f"{i + 1}_{stage.get('name', 'stage')}"
-        ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best",
-                               monitor="val_macro_acc" if val_loader is not None else None,
-                               mode="max", save_last=True, save_top_k=1 if val_loader is not None else 0)
+        ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best", monitor="val_macro_acc",
+                               mode="max", save_last=False, save_top_k=1) if val_ds is not None else None
+        resume_state = ResumeState(seed + i)
+        callbacks = ([ckpt] if ckpt is not None else []) + [
+            ResumeCheckpoint(stage_dir / "checkpoints", srecipe["train"].get("checkpoint_every_n_steps")),
+            resume_state] + ([TQDMProgressBar(refresh_rate=5)] if progress else [])
         kwargs = dict(max_epochs=int(srecipe["train"]["epochs"]), accelerator="cpu" if not torch.cuda.is_available() else "auto",
                       devices=1, logger=CSVLogger(str(stage_dir), name="", version="logs"),
-                      callbacks=[ckpt] + ([TQDMProgressBar(refresh_rate=5)] if progress else []),
+                      callbacks=callbacks, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+                      sync_batchnorm=bool(srecipe["train"].get("sync_batchnorm", False)),
                       enable_progress_bar=progress,
                       enable_model_summary=False, log_every_n_steps=5,
                       deterministic=bool(srecipe["train"].get("deterministic", False)),
@@ -88,12 +112,25 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
                       num_sanity_val_steps=0)
         kwargs.update(trainer_kwargs or {})
         trainer = L.Trainer(**kwargs)
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume_from) if (resume_from and i == 0) else None)
-        best = Path(ckpt.best_model_path) if ckpt.best_model_path else None
+        world = trainer.world_size
+        module.stage_recipe = scale_lr(srecipe, world)  # what configure_optimizers reads
+        train_loader = make_loader(stage_ds, bs, shuffle=True, num_workers=nw, seed=seed + i,
+                                   drop_last=len(stage_ds) // world > bs)
+        val_loader = make_loader(val_ds, bs, shuffle=False, num_workers=nw) if val_ds is not None else None
+        resume_state.loader = train_loader
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                    weights_only=True)  # a checkpoint is data; loading it runs no code
+        is_main = trainer.is_global_zero
+        weights = stage_dir / "checkpoints" / "last.ckpt"
+        best = Path(ckpt.best_model_path) if ckpt is not None and ckpt.best_model_path else None
         if best is not None and best.exists() and stage.get("keep", "best") == "best":
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state, strict=False)
-            best_path = best
+            best_path = weights = best
         if stage.get("prune"):
             finalize_pruning(module.model)
-    return FitResult(module, classes, devices, records, list(val_records), best_path, time.time() - t0, stages)
+        if is_main:
+            merge_resumed_log(stage_dir)
+            mark_stage_done(stage_dir, {"weights": str(weights), "best": str(best_path) if best_path else None})
+    return FitResult(module, classes, devices, records, list(val_records), best_path, time.time() - t0, stages,
+                     is_main)

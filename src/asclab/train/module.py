@@ -22,6 +22,7 @@ from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
 from asclab.losses import ArcFaceHead, DeviceHead, build_loss
 from asclab.models import create_model
+from asclab.train.distributed import gather_arrays
 from asclab.train.optim import build_optimizer
 from asclab.train.schedules import build_scheduler
 
@@ -133,11 +134,12 @@ class ASCModule(L.LightningModule):
                                   batch["label"].cpu().numpy(), batch["device"].cpu().numpy()))
 
     def on_validation_epoch_end(self):
-        if not self._val_outputs:
+        outputs, self._val_outputs = self._val_outputs, []
+        probs = np.concatenate([o[0] for o in outputs]) if outputs else np.zeros((0, len(self.classes)), np.float32)
+        labels = np.concatenate([o[1] for o in outputs]) if outputs else np.zeros(0, np.int64)
+        probs, labels = gather_arrays(probs, labels)  # under DDP: every process's share, so metrics are global
+        if not len(labels):
             return
-        probs = np.concatenate([o[0] for o in self._val_outputs])
-        labels = np.concatenate([o[1] for o in self._val_outputs])
-        self._val_outputs.clear()
         m = compute_metrics(probs, labels, self.classes)
         acc = torch.tensor(m.accuracy, device=self.device)
         macro = torch.tensor(m.macro_accuracy, device=self.device)

@@ -1,0 +1,272 @@
+"""Inference speed on CPU for every registered model, features included.
+
+Each model gets untrained weights (speed does not depend on their values) in
+an asclab model file with its recipe's front end and clip length, loaded with
+``Predictor.load`` and exported with ``asclab.export.onnx_export.export_onnx``
+(waveform input: the ONNX graph computes the features; fp32 plus the
+onnxruntime dynamic int8 variant). Backends:
+
+* torch eager: ``Predictor.probs`` (features + network + softmax);
+* torch compiled: the asclab features, then ``torch.compile(model)`` (one
+  compilation per input shape, timed apart); only for the ``--compile`` models;
+* ONNX fp32 and int8: ``OnnxPredictor.probs`` (onnxruntime CPU, its
+  ``intra_op_num_threads`` set to the thread count, spin-waiting off: see
+  ``onnx_predictor``).
+
+Latency: one real clip (a TUT 2018 recording at the model's rate and channel
+policy), its first 1 s and all 10 s, batch 1, waveform already in memory; the
+median of ``--repeats`` interleaved rounds after one warm-up call. The whole
+clip is one input (the models are fully convolutional with global pooling).
+
+Throughput: ``--files`` real clips (the 12 TAU sample files repeated) decoded
+at the model's clip length (``load_audio``), then classified in batches of
+``--batch``; clips/s is the median over the batches, with and without the
+decoding time.
+
+    python benchmarks/bench_inference.py [--quick] [--models a,b] [--threads 1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+BACKENDS = ("torch", "compile", "onnx", "int8")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke pass: one small model, 2 repeats, 8 files")
+    p.add_argument("--models", default=None, help="comma-separated model names (default: all)")
+    p.add_argument("--threads", default="1,2", help="thread counts for the latencies")
+    p.add_argument("--throughput-threads", type=int, default=None, help="threads for the throughput (default: largest)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per latency")
+    p.add_argument("--files", type=int, default=64, help="clips for the throughput")
+    p.add_argument("--batch", type=int, default=16, help="batch size for the throughput")
+    p.add_argument("--backends", default="torch,compile,onnx,int8", help="subset of torch,compile,onnx,int8")
+    p.add_argument("--compile", default="cp_mobile,mobilenetv2_small",
+                   help="models to run compiled ('all', 'none' or names; each shape compiles for 20-40 s)")
+    p.add_argument("--data", type=Path, default=bl.DEFAULT_DATA, help="the shared data folder (tau-samples/)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.models = args.models or "cp_mobile"
+        args.repeats, args.files, args.batch = 2, 8, 4
+        args.compile = "none"
+    return args
+
+
+@contextlib.contextmanager
+def quiet():
+    """onnxruntime's quantiser and the exporters log through the root logger and print."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def onnx_predictor(path: Path, threads: int):
+    """``OnnxPredictor(path, threads=threads)`` with onnxruntime's intra-op spin-waiting
+    turned off: its worker spins on a core after each run and, in this process
+    that also times torch, steals that core from the torch call timed next
+    (measured here: torch eager at 2 threads 100x slower right after an ONNX call)."""
+    import onnxruntime as ort
+
+    from asclab.export import OnnxPredictor
+
+    pred = OnnxPredictor(path, threads=threads)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = int(threads)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    pred.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return pred
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    load_start = os.getloadavg()
+    import numpy as np
+    import torch
+
+    from asclab.data import load_audio
+    from asclab.evaluate.inference import Predictor
+    from asclab.train.checkpoint import ModelFile, save_model_file
+
+    threads = bl.parse_ints(args.threads)
+    tp_threads = args.throughput_threads or max(threads)
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        sys.exit(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    specs = bl.select_models(args.models)
+    compile_models = ({s.name for s in specs} if args.compile == "all" else set()
+                      if args.compile in ("none", "") else set(args.compile.split(",")))
+    files = bl.tau_files(args.data)
+    clip_file = next((f for f in files if "tut2018" in str(f)), files[0])
+    batch_files = [files[i % len(files)] for i in range(args.files)]
+
+    lat_rows, tp_rows, export_rows, notes = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="asclab-bench-inf-") as tmp:
+        for spec in specs:
+            t_model = time.perf_counter()
+            recipe, cfg, duration = spec.recipe_dict(), spec.feature_config(), spec.duration()
+            mf = ModelFile(state_dict=spec.create().state_dict(), classes=[f"class{i}" for i in range(10)],
+                           features=dict(recipe["features"]), model=dict(recipe["model"]), recipe=recipe,
+                           duration=duration)
+            ckpt = save_model_file(mf, Path(tmp) / f"{spec.name}.ckpt")
+            pred = Predictor.load(ckpt)
+
+            onnx_files: dict[str, Path] = {}
+            if {"onnx", "int8"} & set(backends):
+                try:
+                    from asclab.export.onnx_export import export_onnx
+
+                    t0 = time.perf_counter()
+                    with quiet():
+                        res = export_onnx(ckpt, Path(tmp) / f"{spec.name}.onnx", int8="int8" in backends)
+                    t_export = time.perf_counter() - t0
+                    by = {f["precision"]: f for f in res["files"]}
+                    onnx_files = {"onnx": Path(by["fp32"]["path"])}
+                    if "int8" in by:
+                        onnx_files["int8"] = Path(by["int8"]["path"])
+                    export_rows.append([
+                        spec.name, f"{t_export:.1f}", f"{by['fp32']['size_bytes'] / 1024:,.0f}",
+                        f"{by['fp32']['max_abs_diff']:.1e}",
+                        f"{by['int8']['size_bytes'] / 1024:,.0f}" if "int8" in by else "-",
+                        f"{by['int8']['max_abs_diff']:.1e}" if "int8" in by else "-",
+                        f"{by['int8']['top1_agreement']:.2f}" if "int8" in by else "-"])
+                except Exception as exc:  # noqa: BLE001 - report and go on with torch only
+                    notes.append(f"{spec.name}: ONNX export failed ({type(exc).__name__}: {str(exc)[:160]})")
+
+            sessions = {(kind, n): onnx_predictor(path, n) for kind, path in onnx_files.items()
+                        for n in sorted(set(threads) | {tp_threads})}
+            compiled = None
+            if "compile" in backends and spec.name in compile_models:
+                compiled = torch.compile(pred.model)
+
+            def torch_fn(w, n, model=None):
+                def run():
+                    torch.set_num_threads(n)
+                    with torch.inference_mode():
+                        if model is None:
+                            return pred.probs(w)
+                        return torch.softmax(model(pred.features(w)), dim=1)
+                return run
+
+            def onnx_fn(w, kind, n):
+                session = sessions[(kind, n)]
+                return lambda: session.probs(w)
+
+            for seconds in (1.0, 10.0):
+                wave = load_audio(clip_file, cfg.sample_rate, channels=cfg.channels, duration=seconds)[None]
+                w_t = torch.from_numpy(wave)
+                for n in threads:
+                    fns = {"torch": torch_fn(w_t, n)}
+                    compile_s = None
+                    if compiled is not None:
+                        fns["compile"] = torch_fn(w_t, n, compiled)
+                        try:
+                            compile_s = bl.timed(fns["compile"])  # compiles for this shape (first thread count)
+                        except Exception as exc:  # noqa: BLE001
+                            notes.append(f"{spec.name}: torch.compile failed ({type(exc).__name__}: {str(exc)[:160]})")
+                            compiled = None
+                            del fns["compile"]
+                    for kind in onnx_files:
+                        fns[kind] = onnx_fn(wave, kind, n)
+                    t = bl.interleaved(fns, args.repeats, 1)
+                    lat = {k: bl.med(v) for k, v in t.items()}
+                    best = min(lat, key=lat.get)
+                    cells = []
+                    for k in BACKENDS:
+                        if k not in lat:
+                            cells.append("not run")
+                            continue
+                        cell = bl.fmt_ms(lat[k])
+                        if k == "compile" and compile_s is not None and compile_s > 1.0:
+                            cell += f" (compile {compile_s:.0f} s)"
+                        cells.append(cell)
+                    names = {"torch": "torch eager", "compile": "torch compiled", "onnx": "ONNX fp32", "int8": "ONNX int8"}
+                    lat_rows.append([spec.name, f"{seconds:.0f} s", n, *cells,
+                                     f"{names[best]} ({lat['torch'] / lat[best]:.2f}x)"])
+
+            # throughput over files: decode, then batches
+            torch.set_num_threads(tp_threads)
+            t0 = time.perf_counter()
+            waves = np.stack([load_audio(f, cfg.sample_rate, channels=cfg.channels, duration=duration)
+                              for f in batch_files])
+            t_decode = (time.perf_counter() - t0) / len(batch_files)
+            chunks = [waves[i:i + args.batch] for i in range(0, len(waves), args.batch)]
+            rates = {}
+            tp_fns = {"torch": lambda c: torch_fn(torch.from_numpy(c), tp_threads)()}
+            if compiled is not None:
+                tp_fns["compile"] = lambda c: torch_fn(torch.from_numpy(c), tp_threads, compiled)()
+            for kind in onnx_files:
+                tp_fns[kind] = lambda c, kind=kind: sessions[(kind, tp_threads)].probs(c)
+            for k, fn in tp_fns.items():
+                fn(chunks[0])  # warm-up (a new batch shape compiles again for torch.compile)
+            per_clip = {k: [] for k in tp_fns}
+            for c in chunks:  # interleaved per batch
+                for k, fn in tp_fns.items():
+                    per_clip[k].append(bl.timed(lambda: fn(c)) / len(c))
+            for k, v in per_clip.items():
+                rates[k] = 1.0 / bl.med(v)
+            cells = []
+            for k in BACKENDS:
+                if k not in rates:
+                    cells.append("not run")
+                    continue
+                cells.append(f"{bl.fmt_rate(rates[k])} ({bl.fmt_rate(1 / (1 / rates[k] + t_decode))})")
+            tp_rows.append([spec.name, f"{duration:.0f} s", len(batch_files), bl.fmt_rate(1 / t_decode), *cells])
+            print(f"[bench_inference] {spec.name}: {time.perf_counter() - t_model:.0f} s", file=sys.stderr, flush=True)
+
+    lines = [
+        f"### Inference speed (bench_inference.py, {time.strftime('%Y-%m-%d %H:%M')})",
+        "",
+        bl.machine_line(load_start, sorted(set(threads) | {tp_threads})),
+        f"Latency in ms for one clip (batch 1), features included, waveform in memory: median of {args.repeats} "
+        "interleaved rounds after a warm-up call. Untrained weights. Last column: fastest backend and its speed-up "
+        f"over torch eager at the same thread count. Clip: {clip_file.parent.name}/{clip_file.name} (real).",
+        "",
+        bl.table(["model", "clip", "threads", "torch eager", "torch compiled", "ONNX fp32", "ONNX int8", "fastest"],
+                 lat_rows, "llrrrrrl"),
+        "",
+        f"Throughput in clips/s at {tp_threads} thread(s): {args.files} real clips (12 TAU files repeated), each "
+        f"decoded at the model's clip length, classified in batches of {args.batch}; median over batches; in "
+        "brackets including the decoding (resampling included).",
+        "",
+        bl.table(["model", "clip length", "clips", "decode only", "torch eager", "torch compiled", "ONNX fp32",
+                  "ONNX int8"], tp_rows, "llrrrrrr"),
+    ]
+    if export_rows:
+        lines += ["", "ONNX export (`export_onnx`, waveform input, verified against torch by the exporter): "
+                  "export time, file sizes, largest output difference (fp32 vs torch; int8 vs fp32) and the int8 "
+                  "file's top-1 agreement with fp32 on the exporter's random check inputs.", "",
+                  bl.table(["model", "export s", "fp32 KiB", "fp32 max diff", "int8 KiB", "int8 max diff",
+                            "int8 top-1 agreement"], export_rows)]
+    not_compiled = [s.name for s in specs if s.name not in compile_models]
+    if "compile" in backends and not_compiled:
+        notes.append(f"torch compiled not run for {', '.join(not_compiled)} (compilation costs 20-40 s per model "
+                     "and input shape on this machine; pass --compile all)")
+    lines += [""] + [f"Note: {n}" for n in notes] + ([""] if notes else [])
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
