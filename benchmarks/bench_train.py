@@ -4,9 +4,9 @@ For each model (``benchlib.MODEL_SPECS``): real features (the 12 real TAU
 clips through the model's recipe front end, written to an asclab feature
 cache, cropped to the paper's frame count) and a few SGD steps
 (cross-entropy, momentum 0.9) timed in interleaved rounds; the median round is
-reported. Settings: fp32 eager at each ``--threads`` count, then at the
-largest count channels_last, bf16 autocast and ``torch.compile`` (for the
-``--compile`` models; its first call, the compilation, is timed apart).
+reported. Settings: fp32 eager at each ``--threads`` count, then at
+``--variant-threads`` channels_last, bf16 autocast and ``torch.compile`` (for
+the ``--compile`` models; its first call, the compilation, is timed apart).
 ``torch.set_flush_denormal(True)`` (what ``asclab.train.fit`` sets) is on
 everywhere except in the flush comparison.
 
@@ -35,21 +35,26 @@ import benchlib as bl  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smoke pass: two small models, 1 step, batch 2")
+    p.add_argument("--quick", action="store_true", help="smoke pass: cp_mobile only, 1 step, batch 2")
     p.add_argument("--models", default=None, help="comma-separated model names (default: all)")
-    p.add_argument("--threads", default="1,2", help="torch thread counts for fp32 eager; variants use the largest")
+    p.add_argument("--threads", default="1,2", help="torch thread counts for fp32 eager")
+    p.add_argument("--variant-threads", type=int, default=1,
+                   help="threads for channels_last, bf16, compile, the data path and the flush test (default 1: "
+                        "on a busy 2-core machine 2 threads mostly wait for each other)")
     p.add_argument("--steps", type=int, default=3, help="timed rounds (one step per setting per round)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per setting first")
+    p.add_argument("--budget", type=float, default=30.0,
+                   help="seconds of timed rounds per model after which no new round starts (at least one runs)")
     p.add_argument("--batch", type=int, default=None, help="batch size for every model (default: per model)")
-    p.add_argument("--compile", default="cp_mobile,mobilenetv2_small",
-                   help="models to also train with torch.compile ('all', 'none' or names; compiling costs 20-100 s each)")
+    p.add_argument("--compile", default="cp_mobile",
+                   help="models to also train with torch.compile ('all', 'none' or names; 60-120 s of compiling each)")
     p.add_argument("--flush-model", default="cp_resnet", help="model for the flush-denormal on/off comparison ('none')")
     p.add_argument("--variants", default="channels_last,bf16",
                    help="eager variants to try: channels_last, bf16 (or 'none')")
     p.add_argument("--data", type=Path, default=bl.DEFAULT_DATA, help="the shared data folder (tau-samples/)")
     args = p.parse_args(argv)
     if args.quick:
-        args.models = args.models or "cp_mobile,mobilenetv2_small"
+        args.models = args.models or "cp_mobile"
         args.steps, args.warmup = 1, 1
         args.batch = args.batch or 2
         args.compile = "none"
@@ -73,8 +78,8 @@ def main(argv: list[str] | None = None) -> str:
     from asclab.data import Record, load_audio
     from asclab.features import CachedFeatureDataset, FeatureCache, FeatureExtractor
 
-    threads = bl.parse_ints(args.threads)
-    top = max(threads)
+    top = args.variant_threads
+    threads = sorted(set(bl.parse_ints(args.threads)) | {top})
     specs = bl.select_models(args.models)
     compile_models = _names(args.compile, specs)
     variants = [v for v in args.variants.split(",") if v and v != "none"]
@@ -118,10 +123,13 @@ def main(argv: list[str] | None = None) -> str:
 
             x = read_cache()
             y = torch.arange(batch) % 10
+            torch.set_flush_denormal(False)  # (with it on, the product below would be flushed to zero)
+            dlogits = torch.randn(batch, 10, generator=torch.Generator().manual_seed(0)) * 1e-39
+            torch.set_flush_denormal(True)
             base = spec.create()
             n_params = sum(p.numel() for p in base.parameters())
 
-            def make(channels_last=False, bf16=False, compiled=False, n_threads=top, flush=True):
+            def make(channels_last=False, bf16=False, compiled=False, n_threads=top, flush=True, denormal_grad=False):
                 model = copy.deepcopy(base).train()
                 xin = x
                 if channels_last:
@@ -135,8 +143,12 @@ def main(argv: list[str] | None = None) -> str:
                     torch.set_flush_denormal(flush)
                     opt.zero_grad(set_to_none=True)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                        loss = F.cross_entropy(run(xin), y)
-                    loss.backward()
+                        out = run(xin)
+                        loss = F.cross_entropy(out, y)
+                    if denormal_grad:  # what a very confident softmax hands back: gradients below 1.2e-38
+                        out.backward(dlogits)
+                    else:
+                        loss.backward()
                     opt.step()
                     torch.set_flush_denormal(True)
                     return model, opt
@@ -165,7 +177,8 @@ def main(argv: list[str] | None = None) -> str:
                 return run
 
             rss_before = bl.peak_rss_mib() if bl.reset_peak_rss() else float("nan")
-            times = bl.interleaved({k: with_peak(k, fn) for k, fn in settings.items()}, args.steps, args.warmup)
+            times = bl.interleaved({k: with_peak(k, fn) for k, fn in settings.items()}, args.steps, args.warmup,
+                                   args.budget)
             step_s = {k: bl.med(v) for k, v in times.items()}
             rate = {k: batch / v for k, v in step_s.items()}
             best = max(rate, key=rate.get)
@@ -180,10 +193,10 @@ def main(argv: list[str] | None = None) -> str:
                     cells.append(cell)
                 else:
                     cells.append("not run")
-            fp32_best = max((k for k in rate if k.startswith("fp32 eager")), key=rate.get)
             speed_rows.append([
-                spec.name, "x".join(map(str, spec.shape)), batch, f"{n_params:,}", *cells,
-                f"{best} ({rate[best] / rate[same_threads]:.2f}x)",
+                spec.name, "x".join(map(str, spec.shape)), batch, f"{n_params:,}", len(next(iter(times.values()))),
+                *cells,
+                f"{best} ({rate[best] / rate['fp32 eager, ' + best.rsplit(', ', 1)[1]]:.2f}x)",
                 f"{max(peaks.values()):.0f} (before: {rss_before:.0f})",
             ])
 
@@ -199,16 +212,29 @@ def main(argv: list[str] | None = None) -> str:
                               f"{(t_load + t_feat) / t_cache:.0f}x"])
 
             if spec.name == args.flush_model:
-                on, off = make(flush=True), make(flush=False)
-                ft = bl.interleaved({"on": on, "off": off}, max(3, args.steps), args.warmup)
-                model, opt = off()
-                tensors = [p for p in model.parameters()] + [p.grad for p in model.parameters() if p.grad is not None]
-                tensors += [v for s in opt.state.values() for v in s.values() if torch.is_tensor(v)]
+                flush_fns = {"on": make(flush=True), "off": make(flush=False),
+                             "den on": make(flush=True, denormal_grad=True),
+                             "den off": make(flush=False, denormal_grad=True)}
+                ft = bl.interleaved(flush_fns, max(3, args.steps), args.warmup, args.budget)
                 tiny = torch.finfo(torch.float32).tiny
-                n_den = sum(int(((t.abs() < tiny) & (t != 0)).sum()) for t in tensors)
-                flush_rows.append([spec.name, batch, bl.fmt_ms(bl.med(ft["on"])), bl.fmt_ms(bl.med(ft["off"])),
-                                   f"{bl.med(ft['off']) / bl.med(ft['on']):.2f}x",
-                                   f"{bl.med([b / a for a, b in zip(ft['on'], ft['off'])]):.2f}x", n_den])
+
+                def n_denormal(step) -> int:
+                    model, opt = step()
+                    tensors = [p for p in model.parameters()] + [p.grad for p in model.parameters() if p.grad is not None]
+                    tensors += [v for s in opt.state.values() for v in s.values() if torch.is_tensor(v)]
+                    torch.set_flush_denormal(False)  # with it on, denormals read as zero
+                    try:
+                        return sum(int(((t.abs() < tiny) & (t != 0)).sum()) for t in tensors)
+                    finally:
+                        torch.set_flush_denormal(True)
+
+                def ratio(a, b):
+                    return f"{bl.med(ft[b]) / bl.med(ft[a]):.2f}x"
+
+                flush_rows.append([spec.name, batch, len(ft["on"]), bl.fmt_ms(bl.med(ft["on"])),
+                                   bl.fmt_ms(bl.med(ft["off"])), ratio("on", "off"), n_denormal(flush_fns["off"]),
+                                   bl.fmt_ms(bl.med(ft["den on"])), bl.fmt_ms(bl.med(ft["den off"])),
+                                   ratio("den on", "den off"), f"{n_denormal(flush_fns['den off']):,}"])
             print(f"[bench_train] {spec.name}: {time.perf_counter() - t_model:.0f} s", file=sys.stderr, flush=True)
             cache.close()
 
@@ -218,14 +244,15 @@ def main(argv: list[str] | None = None) -> str:
         f"### Training speed (bench_train.py, {time.strftime('%Y-%m-%d %H:%M')})",
         "",
         bl.machine_line(load_start, threads),
-        f"Training samples per second (batch / median step time over {args.steps} interleaved round(s) after "
-        f"{args.warmup} warm-up step(s)); one step = forward, cross-entropy, backward, SGD momentum update; "
+        f"Training samples per second (batch / median step time over up to {args.steps} interleaved rounds, "
+        f"fewer when a model's rounds pass {args.budget:.0f} s ('rounds'), after {args.warmup} warm-up step(s)); one step = forward, cross-entropy, backward, SGD momentum update; "
         "real features (12 TAU clips through the recipe's front end) cropped to the paper's input. "
         "`torch.set_flush_denormal(True)` throughout. Peak RSS = Linux VmHWM of the whole process during a "
         "step (MiB; 'before' = the mark after resetting it, i.e. the resident size going in).",
         "",
-        bl.table(["model", "input", "batch", "params", *[f"fp32 eager {n} thr" for n in threads], *variant_heads,
-                  "fastest (vs fp32 eager same threads)", "peak RSS MiB"], speed_rows, "lrrr" + "r" * (len(threads) + 3) + "lr"),
+        bl.table(["model", "input", "batch", "params", "rounds", *[f"fp32 eager {n} thr" for n in threads],
+                  *variant_heads, "fastest (vs fp32 eager same threads)", "peak RSS MiB"], speed_rows,
+                 "lrrrr" + "r" * (len(threads) + 3) + "lr"),
         "",
         f"Data path per batch at {top} thread(s): reading the HDF5 feature cache (file in the OS page cache) versus "
         "decoding + resampling the audio files (`asclab.data.load_audio`) and computing the features "
@@ -235,11 +262,17 @@ def main(argv: list[str] | None = None) -> str:
                   "samples/s on the fly", "cache speed-up", "data cost on the fly / cache"], data_rows),
     ]
     if flush_rows:
-        lines += ["", "`torch.set_flush_denormal` on versus off (same model, steps interleaved, "
-                  f"{top} thread(s)); denormals = non-zero values below 1.18e-38 in the weights, gradients and "
-                  "optimizer state after the last step with flushing off.", "",
-                  bl.table(["model", "batch", "step ms, flush on", "step ms, flush off", "off / on (medians)",
-                            "off / on (median of rounds)", "denormals"], flush_rows)]
+        lines += ["", "`torch.set_flush_denormal` on versus off, same model and thread count, steps interleaved: "
+                  "ordinary training steps, then steps whose backward pass starts from denormal logit gradients "
+                  "(N(0, 1) x 1e-39, what a very confident softmax returns) so that denormals flow through the whole "
+                  "backward pass. 'denormals' = non-zero values below 1.18e-38 in the weights, gradients and "
+                  "optimizer state after one more step with flushing off.", "",
+                  bl.table(["model", "batch", "rounds", "step ms, flush on", "flush off", "off / on", "denormals",
+                            "denormal backward ms, flush on", "flush off", "off / on", "denormals"], flush_rows)]
+    not_compiled = [s.name for s in specs if s.name not in compile_models]
+    if not_compiled:
+        notes.append(f"torch.compile not run for {', '.join(not_compiled)} (to keep the run short: compiling forward "
+                     "and backward takes 60-120 s per model on this machine; `--compile all` runs it for every model)")
     if unmeasured:
         notes.append(f"registered models not measured (no input shape known here): {', '.join(unmeasured)}")
     lines += [""] + [f"Note: {n}" for n in notes] + ([""] if notes else [])

@@ -110,14 +110,23 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
     return statistics.median(timed(fn) for _ in range(max(1, repeats)))
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
+                budget_s: float | None = None) -> dict[str, list[float]]:
     """Time every function once per round, in turn, so that load changes on a
-    shared machine hit all of them alike; returns the per-round times."""
+    shared machine hit all of them alike; returns the per-round times.
+
+    With ``budget_s``, no new round starts once the timed rounds have used that
+    many seconds (at least one round always runs): on a busy machine a slow
+    setting then costs fewer repeats instead of minutes.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(max(1, rounds)):
+    start = time.perf_counter()
+    for r in range(max(1, rounds)):
+        if r > 0 and budget_s is not None and time.perf_counter() - start > budget_s:
+            break
         for k, fn in fns.items():
             times[k].append(timed(fn))
     return times

@@ -114,8 +114,9 @@ def test_every_model_exports_with_features_input(name, tmp_path):
 # ---- waveform input ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,recipe", [("cp_mobile", "gao_lee2024_split100"),
-                                         ("two_path_resnet", "mcdonnell2019_task1a"),
-                                         ("mobilenetv2_small", "horvath2021_mnv2_focal")])
+                                         ("mobilenetv2_small", "horvath2021_mnv2_focal"),  # 128 mels + HPSS
+                                         pytest.param("two_path_resnet", "mcdonnell2019_task1a",  # stereo, deltas
+                                                      marks=pytest.mark.slow)])  # about 11 s
 def test_waveform_export(name, recipe, tmp_path):
     cfg = _recipe_features(recipe=recipe)
     ckpt = _model_file(tmp_path / "m.ckpt", name, cfg)
@@ -150,9 +151,11 @@ def test_self_check_refuses_a_wrong_graph(tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_export, "_export_network", export_other_weights)
     out = tmp_path / "bad.onnx"
+    out.write_bytes(b"an earlier export")
     with pytest.raises(AsclabError, match="differs from the torch model"):
         onnx_export.export_onnx(ckpt, out, input_kind="features")
-    assert not out.exists()
+    assert out.read_bytes() == b"an earlier export"  # left as it was
+    assert not (tmp_path / "bad.json").exists() and {p.name for p in tmp_path.iterdir()} == {"m.ckpt", "bad.onnx"}
 
 
 def test_fp16_and_int8_variants_with_validation(tmp_path, capsys):

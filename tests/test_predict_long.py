@@ -181,3 +181,9 @@ def test_bad_files_error_or_skip(tmp_path, model_1s, tau_clips, capsys):
     assert str(files[0]) in cap.out and str(files[1]) in cap.out and str(bad) not in cap.out
     assert "skipped 1 unreadable file(s), classified 2" in cap.err and str(bad) in cap.err
     assert main(["predict", str(model_1s), str(tmp_path / "missing.wav")]) == 2
+    assert "missing.wav: audio file not found" in capsys.readouterr().err
+    assert main(["predict", str(model_1s), str(tmp_path / "missing.wav"), str(files[0]), "--skip-bad", "--quiet"]) == 0
+    assert "skipped 1 unreadable file(s), classified 1" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(model_1s), str(tmp_path / "empty")]) == 2
+    assert "no audio files" in capsys.readouterr().err

@@ -117,7 +117,8 @@ class FileResult:
 
 
 def audio_files(paths: Iterable[str | Path], extensions: frozenset[str] = AUDIO_EXTENSIONS) -> list[Path]:
-    """Files named explicitly plus the audio files (by extension) under folders, recursively, sorted per folder."""
+    """Files named explicitly plus the audio files (by extension) under folders, recursively,
+    sorted per folder. A folder without audio files is an error."""
     out: list[Path] = []
     seen: set[Path] = set()
     for p in map(Path, paths):
@@ -125,10 +126,8 @@ def audio_files(paths: Iterable[str | Path], extensions: frozenset[str] = AUDIO_
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
             if not found:
                 raise DataError(f"{p}: no audio files ({', '.join(sorted(extensions))}) in this folder")
-        elif p.exists():
+        else:  # a file, or a missing path: reading it reports the problem (or skips it)
             found = [p]
-        else:
-            raise DataError(f"{p}: no such file or folder")
         for f in found:
             if f not in seen:
                 seen.add(f)
@@ -181,30 +180,37 @@ def classify_files(
                 res.windows.append(WindowResult(start, min(start + windowing.window, res.duration), p))
         pending.clear()
 
+    def fail(idx: int, path: Path, exc: AsclabError) -> None:
+        if on_error == "raise":
+            raise exc
+        results.pop(idx, None)
+        pending[:] = [item for item in pending if item[0] != idx]
+        if skipped is not None:
+            skipped.append((str(path), str(exc)))
+
     bar = tqdm(paths, desc="predict", unit="file", disable=not progress or len(paths) < 2, leave=False)
     for idx, path in enumerate(bar):
         path = Path(path)
         try:
-            info = audio_info(path)
-            results[idx] = FileResult(path, info.duration, classes)
-            blocks = iter_windows(path, windowing)
-            while True:
-                try:
-                    start, wave = next(blocks)
-                except StopIteration:
-                    break
-                except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-                    raise DataError(f"{path}: unreadable audio data ({' '.join(str(exc).split())})") from None
-                pending.append((idx, start, wave))
-                if len(pending) >= batch_size:
-                    flush()
+            results[idx] = FileResult(path, audio_info(path).duration, classes)
         except AsclabError as exc:
-            if on_error == "raise":
-                raise
-            results.pop(idx, None)
-            pending[:] = [item for item in pending if item[0] != idx]
-            if skipped is not None:
-                skipped.append((str(path), str(exc)))
+            fail(idx, path, exc)
+            continue
+        blocks = iter_windows(path, windowing)
+        while True:  # reading errors belong to the file; model errors (in flush) propagate
+            try:
+                start, wave = next(blocks)
+            except StopIteration:
+                break
+            except AsclabError as exc:
+                fail(idx, path, exc)
+                break
+            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                fail(idx, path, DataError(f"{path}: unreadable audio data ({' '.join(str(exc).split())})"))
+                break
+            pending.append((idx, start, wave))
+            if len(pending) >= batch_size:
+                flush()
     flush()
     bar.close()
     return [results[i] for i in sorted(results)]

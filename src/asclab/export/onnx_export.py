@@ -54,7 +54,7 @@ from asclab.errors import AsclabError, ConfigError
 from asclab.evaluate.inference import Predictor
 from asclab.evaluate.longform import Windowing, classify_files
 from asclab.export.frontend import ExportableFeatures
-from asclab.export.onnx_predictor import METADATA_KEY, ONNX_FORMAT, OnnxPredictor, softmax
+from asclab.export.onnx_predictor import METADATA_KEY, ONNX_FORMAT, softmax
 from asclab.io import atomic_path, write_json
 from asclab.train.checkpoint import resolve_checkpoint
 
@@ -69,7 +69,7 @@ class ExportedFile:
     sidecar: Path
     precision: str
     size_bytes: int
-    max_abs_diff: float  # fp32: vs torch; variants: vs the fp32 ONNX file
+    max_abs_diff: float | None  # fp32: vs torch; variants: vs the fp32 ONNX file
     top1_agreement: float | None = None  # variants: share of random inputs with the fp32 file's argmax
     accuracy: float | None = None
 
@@ -94,36 +94,30 @@ def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: 
 
     network = _export_network(pred)
     frontend = _export_frontend(pred, window) if input_kind == "waveform" else None
-    fp32 = _with_metadata(_join(frontend, network), meta, "fp32")
-    files = [_save(fp32, out, meta, "fp32")]
     inputs = _check_inputs(pred, input_kind, window, n_checks, seed)
-    diff = _max_diff_vs_torch(out, pred, input_kind, inputs)
-    files[0].max_abs_diff = diff
-    if not diff <= tolerance:
-        out.unlink(missing_ok=True)
-        files[0].sidecar.unlink(missing_ok=True)
-        raise AsclabError(f"{out}: ONNX output differs from the torch model by {diff:.3g} "
-                          f"(> tolerance {tolerance:g}); file removed")
-    _rewrite_sidecar(files[0], meta)
 
+    def verify(tmp: Path) -> float:
+        diff = _max_diff_vs_torch(tmp, pred, input_kind, inputs)
+        if not diff <= tolerance:
+            raise AsclabError(f"{out}: ONNX output differs from the torch model by {diff:.3g} "
+                              f"(> tolerance {tolerance:g}); nothing written")
+        return diff
+
+    files = [_save(_with_metadata(_join(frontend, network), meta, "fp32"), out, "fp32", verify)]
     reference = _run(out, inputs) if fp16 or int8 else []
     for flag, precision, convert in ((fp16, "fp16", _fp16_weights), (int8, "int8", _int8_dynamic)):
         if not flag:
             continue
-        variant_path = out.with_name(out.stem + f".{precision}.onnx")
-        model = _with_metadata(_join(frontend, convert(network)), meta, precision)
-        f = _save(model, variant_path, meta, precision)
-        outs = _run(variant_path, inputs)
-        f.max_abs_diff = float(max(np.abs(a - b).max() for a, b in zip(outs, reference)))
-        f.top1_agreement = float(np.mean(np.concatenate([a.argmax(1) == b.argmax(1) for a, b in zip(outs, reference)])))
-        files.append(f)
-        _rewrite_sidecar(f, meta)
-
-    validation = None
-    if val_data is not None:
-        validation = _validate(files, pred, input_kind, val_data, progress)
-        for f in files:
-            _rewrite_sidecar(f, meta)
+        variant = _save(_with_metadata(_join(frontend, convert(network)), meta, precision),
+                        out.with_name(out.stem + f".{precision}.onnx"), precision)
+        outs = _run(variant.path, inputs)
+        variant.max_abs_diff = float(max(np.abs(a - b).max() for a, b in zip(outs, reference)))
+        variant.top1_agreement = float(np.mean(np.concatenate([a.argmax(1) == b.argmax(1)
+                                                               for a, b in zip(outs, reference)])))
+        files.append(variant)
+    validation = _validate(files, pred, input_kind, val_data, progress) if val_data is not None else None
+    for f in files:
+        _write_sidecar(f, meta)
     return {"files": [f.to_dict() for f in files], "validation": validation}
 
 
@@ -143,6 +137,16 @@ def _quiet():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _no_root_warnings():
+    """onnxruntime.quantization logs advice on the root logger."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _export_network(pred: Predictor) -> onnx.ModelProto:
@@ -181,6 +185,8 @@ def _export_frontend(pred: Predictor, window: float) -> onnx.ModelProto:
 
 
 def _join(frontend: onnx.ModelProto | None, network: onnx.ModelProto) -> onnx.ModelProto:
+    """One graph, front end output ``features`` feeding the network (names prefixed apart;
+    IR and opset versions made equal, as ``merge_models`` requires)."""
     if frontend is None:
         return network
     a = onnx.compose.add_prefix(frontend, "frontend/", rename_inputs=False, rename_outputs=False)
@@ -227,7 +233,7 @@ def _fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
 def _int8_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory() as tmp, _quiet():
+    with tempfile.TemporaryDirectory() as tmp, _quiet(), _no_root_warnings():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
         # uint8 weights: onnxruntime's CPU ConvInteger kernel takes uint8 x uint8
@@ -259,15 +265,16 @@ def _with_metadata(model: onnx.ModelProto, meta: dict, precision: str) -> onnx.M
     return model
 
 
-def _save(model: onnx.ModelProto, path: Path, meta: dict, precision: str) -> ExportedFile:
+def _save(model: onnx.ModelProto, path: Path, precision: str, check=None) -> ExportedFile:
+    """Write atomically; ``check(tmp_path) -> max_abs_diff`` runs before the file takes its name
+    (so a failed check leaves any earlier file at ``path`` untouched)."""
     with atomic_path(path, suffix=".onnx") as tmp:
         onnx.save(model, str(tmp))
-    f = ExportedFile(path, path.with_suffix(".json"), precision, path.stat().st_size, float("nan"))
-    _rewrite_sidecar(f, meta)
-    return f
+        diff = check(tmp) if check is not None else None
+    return ExportedFile(path, path.with_suffix(".json"), precision, path.stat().st_size, diff)
 
 
-def _rewrite_sidecar(f: ExportedFile, meta: dict) -> None:
+def _write_sidecar(f: ExportedFile, meta: dict) -> None:
     write_json(f.sidecar, {**meta, "precision": f.precision, "file": f.path.name, "size_bytes": f.size_bytes,
                            "max_abs_diff": f.max_abs_diff, "top1_agreement": f.top1_agreement,
                            "accuracy": f.accuracy})
@@ -361,4 +368,4 @@ def _first_line(exc: Exception) -> str:
     return (lines[0] if lines else "")[:200]
 
 
-__all__ = ["ExportedFile", "OnnxPredictor", "export_onnx"]
+__all__ = ["ExportedFile", "export_onnx"]

@@ -9,6 +9,7 @@ model file is untrusted input and loading it never runs code.
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,15 +55,24 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def _refusal(message: str) -> str:
+    """One line for a file the safe unpickler refused (torch's own text advises unsafe loading)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    if found:
+        return (f"refused: it contains a pickled object ({found.group(1)}) that loading would have to "
+                "import or run; asclab model files hold only tensors and plain values")
+    return "not a checkpoint (not a torch/pickle file, or a damaged one)"
+
+
 def load_model_file(path: str | Path) -> ModelFile:
     p = resolve_checkpoint(path)
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "disallowed content"
-        raise CheckpointError(f"{p}: refused, not a plain asclab checkpoint ({first[:160]})") from None
+        raise CheckpointError(f"{p}: {_refusal(str(exc))}") from None
     except Exception as exc:  # zip/EOF/format errors from torch.load
-        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
+        why = " ".join(str(exc).split())[:120]
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {why})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not an asclab model file (a Lightning training checkpoint? "
                               "use the run folder's model.ckpt)")
