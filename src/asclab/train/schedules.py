@@ -239,6 +239,8 @@ class Cosine(EpochSchedule):
 
     Warm-up goes linearly from ``warmup_start_lr`` to ``lr`` over
     ``warmup_epochs``; the cosine then spans [warmup_epochs, total_epochs).
+    A run shorter than twice its warm-up (a quick ``--epochs 1`` try) warms up
+    for half of it instead.
     """
 
     def __init__(self, optimizer: Optimizer, total_epochs: float, lr: float | None = None, lr_min: float = 0.0,
@@ -247,6 +249,8 @@ class Cosine(EpochSchedule):
         self.lr = _optimizer_lr(optimizer) if lr is None else float(lr)
         self.lr_min, self.total_epochs = float(lr_min), float(total_epochs)
         self.warmup_epochs, self.warmup_start_lr = float(warmup_epochs), float(warmup_start_lr)
+        if self.total_epochs > 0 and self.warmup_epochs >= self.total_epochs / 2:
+            self.warmup_epochs = self.total_epochs / 2
         if not 0 <= self.warmup_epochs < self.total_epochs:
             raise ConfigError(f"cosine needs 0 <= warmup_epochs < total_epochs, got {warmup_epochs!r}, {total_epochs!r}")
         super().__init__(optimizer, steps_per_epoch, per_epoch)
