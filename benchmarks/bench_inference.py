@@ -11,7 +11,10 @@ onnxruntime dynamic int8 variant). Backends:
   compilation per input shape, timed apart); only for the ``--compile`` models;
 * ONNX fp32 and int8: ``OnnxPredictor.probs`` (onnxruntime CPU, its
   ``intra_op_num_threads`` set to the thread count, spin-waiting off: see
-  ``onnx_predictor``).
+  ``ort_session``); the graph computes the features itself;
+* torch features + ONNX network: the asclab (torch) features, then an ONNX
+  export with ``input_kind="features"`` (fp32): separates the cost of the
+  ONNX front end from that of the network.
 
 Latency: one real clip (a TUT 2018 recording at the model's rate and channel
 policy), its first 1 s and all 10 s, batch 1, waveform already in memory; the
@@ -41,7 +44,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
-BACKENDS = ("torch", "compile", "onnx", "int8")
+from asclab.export.onnx_predictor import softmax  # noqa: E402 - torch-free
+
+BACKENDS = ("torch", "compile", "onnx", "int8", "hybrid")
+NAMES = {"torch": "torch eager", "compile": "torch compiled", "onnx": "ONNX fp32", "int8": "ONNX int8",
+         "hybrid": "torch features + ONNX network"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds of timed rounds per model, clip and thread count after which no new round starts")
     p.add_argument("--files", type=int, default=24, help="clips for the throughput")
     p.add_argument("--batch", type=int, default=8, help="batch size for the throughput")
-    p.add_argument("--backends", default="torch,compile,onnx,int8", help="subset of torch,compile,onnx,int8")
+    p.add_argument("--backends", default=",".join(BACKENDS), help=f"subset of {','.join(BACKENDS)}")
     p.add_argument("--compile", default="cp_mobile",
                    help="models to run compiled ('all', 'none' or names; 30-90 s of compiling each on 2 busy cores)")
     p.add_argument("--data", type=Path, default=bl.DEFAULT_DATA, help="the shared data folder (tau-samples/)")
@@ -82,21 +89,26 @@ def quiet():
         root.setLevel(level)
 
 
-def onnx_predictor(path: Path, threads: int):
-    """``OnnxPredictor(path, threads=threads)`` with onnxruntime's intra-op spin-waiting
+def ort_session(path: Path, threads: int):
+    """An onnxruntime CPU session with ``threads`` intra-op threads and spin-waiting
     turned off: its worker spins on a core after each run and, in this process
     that also times torch, steals that core from the torch call timed next
     (measured here: torch eager at 2 threads 100x slower right after an ONNX call)."""
     import onnxruntime as ort
 
-    from asclab.export import OnnxPredictor
-
-    pred = OnnxPredictor(path, threads=threads)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = int(threads)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    pred.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_predictor(path: Path, threads: int):
+    """``OnnxPredictor(path, threads=threads)`` running on a non-spinning ``ort_session``."""
+    from asclab.export import OnnxPredictor
+
+    pred = OnnxPredictor(path, threads=threads)
+    pred.session = ort_session(path, threads)
     return pred
 
 
@@ -164,11 +176,22 @@ def main(argv: list[str] | None = None) -> str:
             onnx_files: dict[str, Path] = {}
             if {"onnx", "int8"} & set(backends):
                 onnx_files, row = export(ckpt, Path(tmp) / f"{spec.name}.onnx", "int8" in backends, spec.name, notes)
+                onnx_files = {k: v for k, v in onnx_files.items() if k in backends}
                 if row:
                     export_rows.append(row)
+            all_threads = sorted(set(threads) | {tp_threads})
+            sessions = {(kind, n): onnx_predictor(path, n) for kind, path in onnx_files.items() for n in all_threads}
+            net_sessions = {}
+            if "hybrid" in backends:
+                try:
+                    from asclab.export.onnx_export import export_onnx
 
-            sessions = {(kind, n): onnx_predictor(path, n) for kind, path in onnx_files.items()
-                        for n in sorted(set(threads) | {tp_threads})}
+                    with quiet():
+                        res = export_onnx(ckpt, Path(tmp) / f"{spec.name}.features.onnx", input_kind="features")
+                    net_sessions = {n: ort_session(Path(res["files"][0]["path"]), n) for n in all_threads}
+                except Exception as exc:  # noqa: BLE001
+                    notes.append(f"{spec.name}: ONNX export with features input failed "
+                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})")
             compiled = None
             if "compile" in backends and spec.name in compile_models:
                 compiled = torch.compile(pred.model, dynamic=True)  # one graph for every batch and length
@@ -186,6 +209,16 @@ def main(argv: list[str] | None = None) -> str:
                 session = sessions[(kind, n)]
                 return lambda: session.probs(w)
 
+            def hybrid_fn(w, n):
+                session = net_sessions[n]
+
+                def run():
+                    torch.set_num_threads(n)
+                    with torch.inference_mode():
+                        feats = pred.features(w).numpy()
+                    return softmax(session.run(None, {session.get_inputs()[0].name: feats})[0])
+                return run
+
             for seconds in (1.0, 10.0):
                 wave = load_audio(clip_file, cfg.sample_rate, channels=cfg.channels, duration=seconds)[None]
                 w_t = torch.from_numpy(wave)
@@ -202,6 +235,8 @@ def main(argv: list[str] | None = None) -> str:
                             del fns["compile"]
                     for kind in onnx_files:
                         fns[kind] = onnx_fn(wave, kind, n)
+                    if net_sessions:
+                        fns["hybrid"] = hybrid_fn(w_t, n)
                     t = bl.interleaved(fns, args.repeats if seconds < 5 else min(args.repeats, 3), 1, args.budget)
                     lat = {k: bl.med(v) for k, v in t.items()}
                     best = min(lat, key=lat.get)
@@ -214,9 +249,8 @@ def main(argv: list[str] | None = None) -> str:
                         if k == "compile" and compile_s is not None and compile_s > 1.0:
                             cell += f" (compile {compile_s:.0f} s)"
                         cells.append(cell)
-                    names = {"torch": "torch eager", "compile": "torch compiled", "onnx": "ONNX fp32", "int8": "ONNX int8"}
                     lat_rows.append([spec.name, f"{seconds:.0f} s", n, len(t["torch"]), *cells,
-                                     f"{names[best]} ({lat['torch'] / lat[best]:.2f}x)"])
+                                     f"{NAMES[best]} ({lat['torch'] / lat[best]:.2f}x)"])
 
             # throughput over files: decode, then batches
             torch.set_num_threads(tp_threads)
@@ -231,6 +265,8 @@ def main(argv: list[str] | None = None) -> str:
                 tp_fns["compile"] = lambda c: torch_fn(torch.from_numpy(c), tp_threads, compiled)()
             for kind in onnx_files:
                 tp_fns[kind] = lambda c, kind=kind: sessions[(kind, tp_threads)].probs(c)
+            if net_sessions:
+                tp_fns["hybrid"] = lambda c: hybrid_fn(torch.from_numpy(c), tp_threads)()
             for k, fn in tp_fns.items():
                 fn(chunks[0])  # warm-up (a new batch shape compiles again for torch.compile)
             per_clip = {k: [] for k in tp_fns}
@@ -257,15 +293,15 @@ def main(argv: list[str] | None = None) -> str:
         "after a warm-up call. Untrained weights. Last column: fastest backend and its speed-up "
         f"over torch eager at the same thread count. Clip: {clip_file.parent.name}/{clip_file.name} (real).",
         "",
-        bl.table(["model", "clip", "threads", "rounds", "torch eager", "torch compiled", "ONNX fp32", "ONNX int8",
-                  "fastest"], lat_rows, "llrrrrrrl"),
+        bl.table(["model", "clip", "threads", "rounds", *(NAMES[k] for k in BACKENDS), "fastest"], lat_rows,
+                 "llrr" + "r" * len(BACKENDS) + "l"),
         "",
         f"Throughput in clips/s at {tp_threads} thread(s): {args.files} real clips (12 TAU files repeated), each "
         f"decoded at the model's clip length, classified in batches of {args.batch}; median over batches; in "
         "brackets including the decoding (resampling included).",
         "",
-        bl.table(["model", "clip length", "clips", "decode only", "torch eager", "torch compiled", "ONNX fp32",
-                  "ONNX int8"], tp_rows, "llrrrrrr"),
+        bl.table(["model", "clip length", "clips", "decode only", *(NAMES[k] for k in BACKENDS)], tp_rows,
+                 "llrr" + "r" * len(BACKENDS)),
     ]
     if export_rows:
         lines += ["", "ONNX export (`export_onnx`, waveform input, verified against torch by the exporter): "

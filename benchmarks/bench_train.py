@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> str:
 
                 def n_denormal(step) -> int:
                     model, opt = step()
-                    tensors = [p for p in model.parameters()] + [p.grad for p in model.parameters() if p.grad is not None]
+                    tensors = list(model.parameters()) + [p.grad for p in model.parameters() if p.grad is not None]
                     tensors += [v for s in opt.state.values() for v in s.values() if torch.is_tensor(v)]
                     torch.set_flush_denormal(False)  # with it on, denormals read as zero
                     try:
@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> str:
         "",
         bl.machine_line(load_start, threads),
         f"Training samples per second (batch / median step time over up to {args.steps} interleaved rounds, "
-        f"fewer when a model's rounds pass {args.budget:.0f} s ('rounds'), after {args.warmup} warm-up step(s)); one step = forward, cross-entropy, backward, SGD momentum update; "
+        f"fewer when a model's rounds pass {args.budget:.0f} s ('rounds'), after {args.warmup} warm-up step(s)); "
+        "one step = forward, cross-entropy, backward, SGD momentum update; "
         "real features (12 TAU clips through the recipe's front end) cropped to the paper's input. "
         "`torch.set_flush_denormal(True)` throughout. Peak RSS = Linux VmHWM of the whole process during a "
         "step (MiB; 'before' = the mark after resetting it, i.e. the resident size going in).",

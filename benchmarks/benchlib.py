@@ -189,7 +189,8 @@ def machine_line(load_start: tuple[float, float, float], threads: Sequence[int])
 
     load_end = os.getloadavg()
     return (f"Machine: {os.cpu_count()} cores ({cpu_name()}, torch CPU capability "
-            f"{torch.backends.cpu.get_cpu_capability()}), Python {platform.python_version()}, torch {torch.__version__}; "
+            f"{torch.backends.cpu.get_cpu_capability()}), Python {platform.python_version()}, "
+            f"torch {torch.__version__}; "
             f"torch threads measured: {', '.join(map(str, threads))}; load average (1 min) "
             f"{load_start[0]:.2f} at start, {load_end[0]:.2f} at end.")
 

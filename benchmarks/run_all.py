@@ -102,7 +102,8 @@ def build_report(sections: list[Section], *, quick: bool, command: str, load_sta
         "",
     ]
     for s in sections:
-        lines += [f"## {s.bench.name}", "", f"`{shlex.join(['python', f'benchmarks/{s.bench.script}', *s.command[2:]])}`", ""]
+        shown = shlex.join(["python", f"benchmarks/{s.bench.script}", *s.command[2:]])
+        lines += [f"## {s.bench.name}", "", f"`{shown}`", ""]
         if s.returncode != 0:
             lines += [f"FAILED (exit code {s.returncode}):", "", "```", s.error, "```", ""]
         if s.markdown:

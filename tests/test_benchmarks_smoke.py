@@ -78,7 +78,7 @@ def test_bench_inference_minimal(bench):
     lat = table_rows(text, "cp_mobile")
     assert [r[1] for r in lat[:2]] == ["1 s", "10 s"]
     assert all(float(r[4]) > 0 for r in lat[:2])  # torch eager ms
-    assert [r[5:8] for r in lat[:2]] == [["not run"] * 3] * 2
+    assert [r[5:9] for r in lat[:2]] == [["not run"] * 4] * 2  # compiled, ONNX fp32/int8, hybrid
     tp = lat[2]  # throughput row: clip length, files, decode and torch eager clips/s
     assert tp[1:3] == ["1 s", "2"] and float(tp[3]) > 0 and float(tp[4].split()[0]) > 0
 

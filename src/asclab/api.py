@@ -145,13 +145,12 @@ def resume_run(run_dir: str | Path, *, data_dir: str | Path | None = None, cache
         raise AsclabError(f"{run}: not a run folder (recipe.yaml and run_info.json missing)")
     info = json.loads(info_path.read_text())
     recipe = load_recipe(recipe_path)
-    if not (recipe.get("workflow") or {}).get("ensemble") and not (
-            any(run.glob("checkpoints/last.ckpt")) or any(run.glob("stages/*/checkpoints/last.ckpt"))
-            or any(run.glob("stages/*/stage_done.json"))):
-        raise AsclabError(f"{run}: no checkpoint to resume from (stopped before its first checkpoint); "
-                          "start the run again")
+    started = (recipe.get("workflow") or {}).get("ensemble") or any(run.glob("checkpoints/last.ckpt")) or any(
+        run.glob("stages/*/checkpoints/last.ckpt")) or any(run.glob("stages/*/stage_done.json"))
+    if not started:
+        print(f"{run}: stopped before its first checkpoint; starting it again", file=sys.stderr)
     return train_run(recipe, data_dir or info["data"], run, cache_dir=cache_dir, progress=progress,
-                     all_data=bool(info.get("all_data", False)), trainer_kwargs=trainer_kwargs, resume=True)
+                     all_data=bool(info.get("all_data", False)), trainer_kwargs=trainer_kwargs, resume=bool(started))
 
 
 def note_resume(run: Path) -> None:

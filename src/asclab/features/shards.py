@@ -30,6 +30,8 @@ import logging
 import multiprocessing
 import os
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -119,8 +121,16 @@ def exclusive_lock(path: str | os.PathLike, on_wait: Callable[[], None] | None =
 
 
 # ----- one shard ---------------------------------------------------------------------------
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     torch.set_num_threads(1)  # one process per core; intra-op threads would oversubscribe
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed build must not leave workers waiting forever on the task queue."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def compute_shard(path: Path, key: str, start: int, records: Sequence[Record], cfg: FeatureConfig,
@@ -281,7 +291,8 @@ def build_shards(records: Sequence[Record], cfg: FeatureConfig, loader: Callable
 
 def _run_pool(todo, ranges, records, cfg, loader, work_dir, key, batch_size, workers, bar, finished) -> None:
     ctx = multiprocessing.get_context("spawn")  # fork after torch/OpenMP start-up can deadlock
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         futures = {}
         try:
             for i in todo:
