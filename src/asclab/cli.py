@@ -40,6 +40,8 @@ def _add_distributed(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asclab", description="Acoustic scene classification toolkit.")
     p.add_argument("--version", action="version", version=f"asclab {__version__}")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is much faster on a busy machine)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     data = sub.add_parser("data", help="make or inspect data sets")
@@ -333,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 1
+    if args.threads:
+        import torch
+        torch.set_num_threads(max(1, args.threads))
     try:
         return COMMANDS[args.command](args)
     except AsclabError as exc:
