@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from asclab.models.layers import conv_bn
-from asclab.models.mobilenetv2 import EmbeddingTop, classifier_head
+from asclab.models.mobilenetv2 import WithHorvathTop
 from asclab.models.registry import register_model
 
 
@@ -74,7 +74,7 @@ class BasicBlock(nn.Module):
         return F.relu(y + self.shortcut(x))
 
 
-class CPResNet(nn.Module):
+class CPResNet(WithHorvathTop):
     """Horvath 2021 CP-ResNet; ``forward(x) == head(embed(x))``, ``embed`` = Dense-64 output."""
 
     def __init__(
@@ -104,15 +104,7 @@ class CPResNet(nn.Module):
                     layers.append(nn.MaxPool2d(2))
         layers.append(conv_bn(chans, backbone_classes, 1))
         self.features = nn.Sequential(*layers)
-        self.top = EmbeddingTop(backbone_classes, embed_dim, dropout)
-        self.head = classifier_head(embed_dim, num_classes)
-        self.embed_dim = embed_dim
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.top(self.features(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.embed(x))
+        self.attach_top(backbone_classes, embed_dim, num_classes, dropout)
 
 
 @register_model

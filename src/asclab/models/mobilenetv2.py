@@ -79,7 +79,23 @@ def classifier_head(embed_dim: int, num_classes: int) -> nn.Sequential:
     return nn.Sequential(nn.BatchNorm1d(embed_dim), nn.Linear(embed_dim, num_classes))
 
 
-class MobileNetV2Small(nn.Module):
+class WithHorvathTop(nn.Module):
+    """A body (``self.features``) under Horvath et al.'s top layers (Table 1, layers 7-13):
+    ``embed`` = pooled body -> BN -> dropout -> Dense 64, ``head`` = BN -> Dense classes."""
+
+    def attach_top(self, body_channels: int, embed_dim: int, num_classes: int, dropout: float) -> None:
+        self.top = EmbeddingTop(body_channels, embed_dim, dropout)
+        self.head = classifier_head(embed_dim, num_classes)
+        self.embed_dim = embed_dim
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.top(self.features(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.embed(x))
+
+
+class MobileNetV2Small(WithHorvathTop):
     """``forward(x) == head(embed(x))``; ``embed`` is the Dense-64 output (Table 1 layer 10)."""
 
     def __init__(
@@ -102,15 +118,7 @@ class MobileNetV2Small(nn.Module):
             chans = out
         layers.append(conv_bn(chans, last_channels, 1, act=leaky_relu()))
         self.features = nn.Sequential(*layers)
-        self.top = EmbeddingTop(last_channels, embed_dim, dropout)
-        self.head = classifier_head(embed_dim, num_classes)
-        self.embed_dim = embed_dim
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.top(self.features(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.embed(x))
+        self.attach_top(last_channels, embed_dim, num_classes, dropout)
 
 
 @register_model
