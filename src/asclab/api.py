@@ -324,7 +324,7 @@ def _default_recipe_for_model(model_name: str, recipes: dict[str, str]) -> dict:
     return load_recipe({"name": model_name, "model": {"name": model_name}})
 
 
-def run_demo(out_dir: str | Path = "demo_out", *, epochs: int | None = None, per_cell: int | None = None,
+def run_demo(out_dir: str | Path = "demo_out", *, epochs: int | None = None, per_cell: int = 20,
              progress: bool = True) -> dict:
     """The README's first command: synthesise the SYNTHETIC scene set, train the
     quickstart recipe (CP-Mobile) for a few CPU minutes, evaluate, predict."""
