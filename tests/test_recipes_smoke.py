@@ -87,5 +87,10 @@ def test_recipe_runs_end_to_end(name, tiny_set, tmp_path):
     if name == "qti2020_task1b_pruned":
         assert conv_sparsity(Predictor.load(ckpt).model) >= 0.6 - 1e-3
         assert summary["complexity"]["nonzero_params"] < 0.5 * summary["complexity"]["params"]
+        log = json.loads((run / "complexity.json").read_text())["pruning"]
+        assert [e["when"] for e in log] == ["before pruning", "after pruning and fine-tuning"]
+        assert not log[0]["challenges"]["dcase2020_1b"]["pass"]  # 601 K fp32 is over 500 KB ...
+        assert log[1]["nonzero_params"] < 0.5 * log[0]["nonzero_params"]
+        assert summary["complexity"]["challenges"]["dcase2020_1b"]["pass"]  # ... pruned + FP16 is under
     if recipe["inference"].get("openset"):
         assert "unknown" in mf.classes

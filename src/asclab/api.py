@@ -78,7 +78,7 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
     if not result.is_main:  # DDP: rank 0 writes model, metrics and plots
         return {"run": str(out), "rank": "non-zero"}
     model = result.module.model
-    before = model_complexity(model, recipe)
+    final = model_complexity(model, recipe)
     state = model.state_dict()
     if (recipe.get("compress") or {}).get("fp16"):
         state = to_fp16_state(state)
@@ -90,8 +90,8 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
                    extra={"train_seconds": result.seconds})
     save_model_file(mf, out / "model.ckpt")
     summary = {"run": str(out), "model": str(out / "model.ckpt"), "train_seconds": round(result.seconds, 1),
-               "complexity": before}
-    write_json(out / "complexity.json", before)
+               "complexity": final}
+    write_json(out / "complexity.json", {**final, "pruning": result.pruning} if result.pruning else final)
     plot_training_curves(out / "logs" / "metrics.csv", out / "training_curves.png")
     if val_records and any(r.label is not None for r in val_records):
         metrics = evaluate_run(out / "model.ckpt", records=val_records, out_dir=out, progress=progress,

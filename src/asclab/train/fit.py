@@ -14,9 +14,11 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
+from asclab.compress.complexity import complexity_report, default_input_shape
 from asclab.compress.prune import finalize_pruning
 from asclab.config import deep_merge
 from asclab.data.records import Record
+from asclab.features.config import FeatureConfig
 from asclab.errors import ConfigError
 from asclab.train.data import device_list, make_dataset, make_loader, needs_waveforms, select_training_records
 from asclab.train.distributed import is_main_process, scale_lr
@@ -40,6 +42,7 @@ class FitResult:
     seconds: float
     stages: list[dict] = field(default_factory=list)
     is_main: bool = True  # the process that writes results (global rank 0 under DDP)
+    pruning: list[dict] = field(default_factory=list)  # complexity before/after each pruning stage
 
 
 def fit(recipe: dict, train_records: list[Record], val_records: list[Record], classes: list[str],
@@ -69,10 +72,13 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
     stages = stage_list(recipe)
     best_path = None
     resuming, is_main = resume, is_main_process()
+    shape = default_input_shape(FeatureConfig.from_dict(recipe["features"]), 1.0)
+    pruning_log: list[dict] = []
     for i, stage in enumerate(stages):
+        if stage.get("prune"):  # QTI 2020 sec. 5: the complexity check before and after pruning
+            pruning_log.append({"stage": stage.get("name"), "when": "before pruning",
+                                **complexity_report(module.model, shape)})
         srecipe = apply_stage(module, recipe, stage)
-        if stage.get("records") == "balanced" and not recipe["data"].get("balance"):
-            raise ConfigError(f"stage {stage.get('name')!r} asks for balanced data but data.balance is not set")
         stage_dir = out_dir if len(stages) == 1 else out_dir / "stages" / f"{i + 1}_{stage.get('name', 'stage')}"
         ckpt_path = None
         if resuming:  # stages finished before the interruption only contribute their final weights
@@ -131,8 +137,10 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
             best_path = weights = best
         if stage.get("prune"):
             finalize_pruning(module.model)
+            pruning_log.append({"stage": stage.get("name"), "when": "after pruning and fine-tuning",
+                                **complexity_report(module.model, shape)})
         if is_main:
             merge_resumed_log(stage_dir)
             mark_stage_done(stage_dir, {"weights": str(weights), "best": str(best_path) if best_path else None})
     return FitResult(module, classes, devices, records, list(val_records), best_path, time.time() - t0, stages,
-                     is_main)
+                     is_main, pruning_log)
