@@ -111,6 +111,18 @@ def test_every_model_exports_with_features_input(name, tmp_path):
     assert np.abs(got - ref).max() <= 1e-4 and np.abs(ref).max() > 1e-3
 
 
+def test_int8_export_of_a_model_with_shared_weights(tmp_path):
+    """QTI's Shared Residual Blocks reuse one conv weight; the exporter routes it
+    through Identity nodes, which the int8 quantiser must see through."""
+    cfg = _recipe_features("shared_resnet_ssn")
+    ckpt = _model_file(tmp_path / "m.ckpt", "shared_resnet_ssn", cfg)
+    result = onnx_export.export_onnx(ckpt, tmp_path / "srn.onnx", input_kind="features", int8=True)
+    fp32, int8 = result["files"]
+    assert int8["precision"] == "int8" and int8["size_bytes"] < 0.5 * fp32["size_bytes"]
+    q = onnx.load(str(tmp_path / "srn.int8.onnx"))
+    assert any(n.op_type == "ConvInteger" for n in q.graph.node)
+
+
 # ---- waveform input ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,recipe", [("cp_mobile", "gao_lee2024_split100"),

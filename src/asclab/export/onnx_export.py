@@ -230,12 +230,35 @@ def _fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
+def _fold_identity_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Point nodes at initializers directly where the exporter routed a weight through
+    an Identity (it does so for weights shared by several layers, e.g. QTI's Shared
+    Residual Blocks); the quantiser expects a Conv's weight to be an initializer."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    inits = {i.name for i in g.initializer}
+    alias = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Identity" and n.input[0] in inits}
+    if not alias:
+        return m
+    graph_outputs = {o.name for o in g.output}
+    keep = [n for n in g.node if not (n.op_type == "Identity" and n.output[0] in alias
+                                      and n.output[0] not in graph_outputs)]
+    for n in keep:
+        for k, name in enumerate(n.input):
+            if name in alias and alias[name] not in graph_outputs:
+                n.input[k] = alias[name]
+    del g.node[:]
+    g.node.extend(keep)
+    return m
+
+
 def _int8_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp, _quiet(), _no_root_warnings():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, str(src))
+        onnx.save(_fold_identity_weights(model), str(src))
         # uint8 weights: onnxruntime's CPU ConvInteger kernel takes uint8 x uint8
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8,
                          op_types_to_quantize=["Conv", "MatMul", "Gemm"])
