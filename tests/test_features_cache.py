@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 
 from asclab.data.records import Record
+from conftest import tone_records
 from asclab.errors import DataError
 from asclab.features import CachedFeatureDataset, FeatureCache, FeatureConfig, FeatureExtractor, cache_key
 
@@ -18,13 +19,9 @@ SR = 16000
 CFG = FeatureConfig(sample_rate=SR, n_fft=512, hop_length=256, n_mels=32, deltas=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Several test jobs share two cores; one intra-op thread avoids OpenMP stalls under oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """One torch thread for every test here (see conftest)."""
 
 
 class CountingLoader:
@@ -44,16 +41,7 @@ class CountingLoader:
 
 @pytest.fixture()
 def records(tmp_path) -> list[Record]:
-    rng = np.random.default_rng(0)
-    recs = []
-    for i in range(7):
-        path = tmp_path / "audio" / f"clip{i}.wav"
-        path.parent.mkdir(exist_ok=True)
-        t = np.arange(SR) / SR
-        y = 0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.05 * rng.standard_normal(SR)
-        sf.write(path, y.astype(np.float32), SR, subtype="FLOAT")
-        recs.append(Record(path=path, label=f"class{i % 3}", device="a"))
-    return recs
+    return tone_records(tmp_path / "audio", 7, SR, seed=0, f0=200, step=150)
 
 
 def _build(records, tmp_path, loader, cfg=CFG, **kw) -> FeatureCache:
