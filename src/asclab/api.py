@@ -99,6 +99,9 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
         summary["metrics"] = metrics
         mf.metrics = metrics
         save_model_file(mf, out / "model.ckpt")
+    if result.skipped:
+        summary["skipped"] = [{"file": f, "reason": why} for f, why in result.skipped]
+        print(f"skipped {len(result.skipped)} unreadable file(s); listed in {out / 'summary.json'}", file=sys.stderr)
     summary["total_seconds"] = round(time.time() - t0, 1)
     write_json(out / "summary.json", summary)
     return summary

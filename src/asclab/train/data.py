@@ -8,7 +8,8 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader, Dataset
 
-from asclab.data import load_audio
+from asclab.data import audio_info, load_audio
+from asclab.errors import DataError
 from asclab.data.dataset import WaveformDataset, balanced_subsample
 from asclab.data.records import Record
 from asclab.features import CachedFeatureDataset, FeatureCache
@@ -39,6 +40,19 @@ def needs_waveforms(recipe: dict) -> bool:
 class Split:
     records: list[Record]
     dataset: Dataset
+
+
+def readable_records(records: list[Record]) -> tuple[list[Record], list[tuple[str, str]]]:
+    """With ``data.on_error: skip``: the records whose audio opens (header, size and
+    truncation checked), and (file, reason) for the others, to be counted and reported."""
+    ok, skipped = [], []
+    for rec in records:
+        try:
+            audio_info(rec.path)
+            ok.append(rec)
+        except DataError as exc:
+            skipped.append((str(rec.path), str(exc)))
+    return ok, skipped
 
 
 def make_dataset(records: list[Record], recipe: dict, classes: list[str], devices: list[str],

@@ -4,6 +4,7 @@ fine-tuning, retraining) run as a sequence of stages over the same module."""
 from __future__ import annotations
 
 import copy
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from asclab.config import deep_merge
 from asclab.data.records import Record
 from asclab.features.config import FeatureConfig
 from asclab.errors import ConfigError
-from asclab.train.data import device_list, make_dataset, make_loader, needs_waveforms, select_training_records
+from asclab.train.data import device_list, readable_records, make_dataset, make_loader, needs_waveforms, select_training_records
 from asclab.train.distributed import is_main_process, scale_lr
 from asclab.train.module import ASCModule
 from asclab.train.resume import (AtomicCheckpointIO, ResumeCheckpoint, ResumeState, keep_log_before_resume,
@@ -43,6 +44,7 @@ class FitResult:
     stages: list[dict] = field(default_factory=list)
     is_main: bool = True  # the process that writes results (global rank 0 under DDP)
     pruning: list[dict] = field(default_factory=list)  # complexity before/after each pruning stage
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out with on_error=skip
 
 
 def fit(recipe: dict, train_records: list[Record], val_records: list[Record], classes: list[str],
@@ -61,6 +63,13 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
     L.seed_everything(seed, workers=True, verbose=False)
     major = recipe["data"].get("major_device")
     devices = device_list(list(train_records) + list(val_records), major)
+    skipped: list[tuple[str, str]] = []
+    if recipe["data"].get("on_error") == "skip":  # unreadable audio: counted, reported, left out
+        train_records, bad_train = readable_records(list(train_records))
+        val_records, bad_val = readable_records(list(val_records))
+        skipped = bad_train + bad_val
+        for path, why in skipped:
+            print(f"skipped {why}", file=sys.stderr)
     records = select_training_records(list(train_records), recipe, seed)
     if not records:
         raise ConfigError("no training records: check the data folder and the recipe's split")
@@ -143,4 +152,4 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
             merge_resumed_log(stage_dir)
             mark_stage_done(stage_dir, {"weights": str(weights), "best": str(best_path) if best_path else None})
     return FitResult(module, classes, devices, records, list(val_records), best_path, time.time() - t0, stages,
-                     is_main, pruning_log)
+                     is_main, pruning_log, skipped)
