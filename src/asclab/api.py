@@ -386,8 +386,11 @@ def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path,
     results = []
     for fold in chosen:
         print(f"fold {fold} of {chosen[-1]}")
-        s = train_run(recipe_name, data_dir, out / f"fold{fold}", overrides=list(overrides or []) +
-                      [f"data.test_fold={fold}"], cache_dir=cache_dir, progress=progress, force=force)
+        # The held-out fold is the test set: keep the last epoch's weights rather than
+        # the epoch that scored best on it, so the estimate is not chosen on the test data.
+        s = train_run(recipe_name, data_dir, out / f"fold{fold}", overrides=["train.keep=last"] +
+                      list(overrides or []) + [f"data.test_fold={fold}"], cache_dir=cache_dir,
+                      progress=progress, force=force)
         m = s["metrics"]
         results.append({"fold": fold, "accuracy": m["accuracy"], "macro_accuracy": m["macro_accuracy"],
                         "log_loss": m["log_loss"], "train_seconds": s["train_seconds"], "n_test": m["n"],

@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "schedule": {"name": "cosine"},
     "train": {"epochs": 10, "batch_size": 32, "seed": 0, "num_workers": 0,
               "train_crop_frames": None, "cache_features": True, "precision": "32-true",
-              "val_every": 1, "deterministic": False},
+              "val_every": 1, "deterministic": False,
+              "keep": "best"},  # weights kept: "best" (validation macro accuracy) or "last" epoch
     "inference": {"tta": 0, "tta_augment": [], "openset": None, "window_hop": None},
     "device_head": None,
     "workflow": None,

@@ -140,7 +140,7 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
         is_main = trainer.is_global_zero
         weights = stage_dir / "checkpoints" / "last.ckpt"
         best = Path(ckpt.best_model_path) if ckpt is not None and ckpt.best_model_path else None
-        if best is not None and best.exists() and stage.get("keep", "best") == "best":
+        if best is not None and best.exists() and stage.get("keep", srecipe["train"].get("keep", "best")) == "best":
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state, strict=False)
             best_path = weights = best
