@@ -34,6 +34,9 @@ def test_crossval_two_folds(tmp_path):
     assert sum(map(sum, summary["confusion"])) == len(rows)
     assert (out / "confusion_sum.png").stat().st_size > 1000
     assert (out / "fold1" / "metrics.json").exists() and (out / "fold2" / "model.ckpt").exists()
+    # the held-out fold never picks the epoch: the last epoch's weights are kept
+    import yaml
+    assert yaml.safe_load((out / "fold1" / "recipe.yaml").read_text())["train"]["keep"] == "last"
 
 
 def test_crossval_without_folds_is_a_clear_error(tmp_path, capsys):
