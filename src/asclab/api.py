@@ -350,11 +350,16 @@ def run_demo(out_dir: str | Path = "demo_out", *, epochs: int | None = None, per
     print(summary["metrics"]["text"])
     print("[4/4] predicting a few test clips")
     index = open_data(data, load_recipe("quickstart"))
-    clips = [r.path for r in index.test[:: max(1, len(index.test) // 4)]][:4]
+    # four scenes through devices seen (a, b) and unseen (s4, s6) in training
+    picks = {}
+    for k, d in enumerate(("a", "b", "s4", "s6")):
+        scene = index.classes[(3 * k) % len(index.classes)]
+        picks[d] = next((r for r in index.test if r.device == d and r.label == scene), None)
+    clips = [r.path for r in picks.values() if r is not None] or [index.test[0].path]
     rows = predict_files(out / "run" / "model.ckpt", clips, progress=False)
     for (r, rec) in zip(rows, clips):
         truth = next(x.label for x in index.test if x.path == rec)
-        print(f"  {Path(r['file']).name:<40} predicted {r['label']:<18} (true {truth})")
+        print(f"  {Path(r['file']).name:<42} predicted {r['label']:<18} (true {truth})")
     total = time.time() - t0
     run = out / "run"
     print(f"\ndone in {total:.0f} s. Macro accuracy on the synthetic test split: "
