@@ -10,9 +10,11 @@ overrides (``key.sub=value``) are applied last and values are parsed as YAML.
 from __future__ import annotations
 
 import copy
+import inspect
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -150,3 +152,31 @@ def load_recipe(name_or_path: str | Path | dict, overrides: list[str] | None = N
 
 def dump_recipe(recipe: dict) -> str:
     return yaml.safe_dump(recipe, sort_keys=False)
+
+
+def build_named(table: Mapping[str, Callable], cfg: Mapping[str, Any], what: str, *args: Any,
+                defaults: Mapping[str, Any] | None = None, **fixed: Any) -> Any:
+    """``table[cfg["name"]](*args, **fixed, **rest_of_cfg)``: the one way a recipe block
+    (augmentation, loss, schedule) becomes an object. Unknown names and keys are a
+    ConfigError listing what is known; ``defaults`` fill parameters the class takes
+    and the recipe leaves out; ``args``/``fixed`` are the caller's, not the recipe's."""
+    if not isinstance(cfg, Mapping) or "name" not in cfg:
+        raise ConfigError(f"each {what} entry must be a mapping with a 'name', got {cfg!r}")
+    kwargs = dict(cfg)
+    name = kwargs.pop("name")
+    if name not in table:
+        raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
+    cls = table[name]
+    params = list(inspect.signature(cls).parameters)
+    caller = set(params[:len(args)]) | set(fixed) | {"self", "args", "kwargs"}
+    known = [p for p in params if p not in caller]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ConfigError(f"{what} {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    for key, value in (defaults or {}).items():
+        if key in known:
+            kwargs.setdefault(key, value)
+    try:
+        return cls(*args, **fixed, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what} {name!r}: {e}") from None

@@ -1,7 +1,6 @@
 """Build augmentation pipelines from a recipe's YAML (constructor kwargs are the keys)."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping, Sequence
 
 import torch.nn as nn
@@ -10,6 +9,7 @@ from asclab.augment._base import Compose
 from asclab.augment.mixing import BatchMixChoice, BatchMixSequence, CutMix, FreqMix, FreqMixStyle, Mixup, MixupWithCrop
 from asclab.augment.spectrogram import FreqMask, RandomTimeCrop, SpecMask, TemporalShuffle, TimeMask
 from asclab.augment.waveform import ChannelSwap, GaussianNoise, PitchShift, TimeStretch, VolumeChange
+from asclab.config import build_named
 from asclab.errors import ConfigError
 
 WAVEFORM_AUGMENTS: dict[str, type[nn.Module]] = {
@@ -38,21 +38,7 @@ BATCH_MIXES: dict[str, type[nn.Module]] = {
 
 def construct(table: Mapping[str, type], cfg: Mapping[str, Any], what: str) -> Any:
     """``table[cfg["name"]](**rest)``, with ConfigError for an unknown name or key."""
-    if not isinstance(cfg, Mapping) or "name" not in cfg:
-        raise ConfigError(f"each {what} entry must be a mapping with a 'name', got {cfg!r}")
-    kwargs = dict(cfg)
-    name = kwargs.pop("name")
-    if name not in table:
-        raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
-    cls = table[name]
-    known = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
-    unknown = sorted(set(kwargs) - set(known))
-    if unknown:
-        raise ConfigError(f"{what} {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{what} {name!r}: {e}") from None
+    return build_named(table, cfg, what)
 
 
 def _build_list(table: Mapping[str, type], cfgs: Sequence[Mapping[str, Any]] | None, what: str) -> Compose:

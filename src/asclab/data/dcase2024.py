@@ -14,7 +14,7 @@ from pathlib import Path
 
 from asclab.data.records import Record
 from asclab.data.tables import ErrorPolicy, Skipped
-from asclab.data.tau import existing_files, read_fold_list, read_tau_meta
+from asclab.data.tau import existing_files, listed_twice, read_fold_list, read_tau_meta
 from asclab.errors import ConfigError, DataError
 
 _SPLIT_FILE = re.compile(r"^split(\d+)\.csv$")
@@ -72,12 +72,8 @@ def read_dcase2024(
     for split_name, path in lists:
         for rec in read_fold_list(path, split=split_name, root=root, policy=policy):
             fn = rec.extra["filename"]
-            if fn in seen:
-                first = seen[fn]
-                policy.report(path, rec.extra["row"],
-                              f"{fn} is also listed in {Path(first.extra['source']).name} row {first.extra['row']}")
+            if listed_twice(seen, rec, path, policy):
                 continue
-            seen[fn] = rec
             known = meta.get(fn)
             if known is not None:
                 if known.label != rec.label:

@@ -66,6 +66,19 @@ def read_tau_meta(path: str | Path, *, root: str | Path | None = None, policy: E
     )
 
 
+def listed_twice(seen: dict[str, Record], rec: Record, path: Path, policy: ErrorPolicy) -> bool:
+    """A file already listed by an earlier fold/split file is reported (and left out);
+    otherwise it is remembered in ``seen``."""
+    fn = rec.extra["filename"]
+    first = seen.get(fn)
+    if first is not None:
+        policy.report(path, rec.extra["row"],
+                      f"{fn} is also listed in {Path(first.extra['source']).name} row {first.extra['row']}")
+        return True
+    seen[fn] = rec
+    return False
+
+
 def read_fold_list(
     path: str | Path,
     *,
@@ -119,12 +132,8 @@ def read_tau(
             continue
         for rec in read_fold_list(fold_path, split=split, root=root, policy=policy):
             fn = rec.extra["filename"]
-            if fn in assigned:
-                first = assigned[fn]
-                policy.report(fold_path, rec.extra["row"],
-                              f"{fn} is also listed in {Path(first.extra['source']).name} row {first.extra['row']}")
+            if listed_twice(assigned, rec, fold_path, policy):
                 continue
-            assigned[fn] = rec
             known = records.get(fn)
             if known is None:
                 records[fn] = rec

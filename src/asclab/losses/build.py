@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import torch.nn as nn
 
+from asclab.config import build_named
 from asclab.errors import ConfigError
 from asclab.losses.focal import ClassBalancedFocalLoss, FocalLoss
 
@@ -38,20 +39,10 @@ def build_loss(cfg: Mapping[str, Any] | None, class_counts: Sequence[int] | None
     recipe or, if absent there, from the ``class_counts`` argument (the
     training split's per-class counts).
     """
-    kwargs = dict(cfg or {"name": "cross_entropy"})
-    name = kwargs.pop("name", None)
-    if name not in LOSSES:
-        raise ConfigError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-    cls = LOSSES[name]
-    known = [p for p in inspect.signature(cls).parameters if p != "self"]
-    unknown = sorted(set(kwargs) - set(known))
-    if unknown:
-        raise ConfigError(f"loss {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    if "class_counts" in known and "class_counts" not in kwargs:
-        if class_counts is None:
-            raise ConfigError(f"loss {name!r} needs class_counts (none given and none in the recipe)")
-        kwargs["class_counts"] = list(class_counts)
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"loss {name!r}: {e}") from None
+    cfg = dict(cfg or {"name": "cross_entropy"})
+    cls = LOSSES.get(cfg.get("name"))
+    needs_counts = cls is not None and "class_counts" in inspect.signature(cls).parameters
+    if needs_counts and "class_counts" not in cfg and class_counts is None:
+        raise ConfigError(f"loss {cfg['name']!r} needs class_counts (none given and none in the recipe)")
+    return build_named(LOSSES, cfg, "loss",
+                       defaults={"class_counts": list(class_counts)} if class_counts is not None else None)

@@ -14,13 +14,13 @@ first group's.
 from __future__ import annotations
 
 import bisect
-import inspect
 import math
 from typing import Any, Mapping, Sequence
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from asclab.config import build_named
 from asclab.errors import ConfigError
 
 
@@ -285,18 +285,5 @@ def build_scheduler(optimizer: Optimizer, cfg: Mapping[str, Any] | None, epochs:
     None gives a constant lr. ``total_epochs`` defaults to ``epochs`` (a
     recipe may set it, e.g. to stop early inside a longer schedule).
     """
-    kwargs = dict(cfg or {"name": "constant"})
-    name = kwargs.pop("name", None)
-    if name not in SCHEDULES:
-        raise ConfigError(f"unknown lr schedule {name!r}; known: {', '.join(sorted(SCHEDULES))}")
-    cls = SCHEDULES[name]
-    known = [p for p in inspect.signature(cls).parameters if p not in ("self", "optimizer", "steps_per_epoch")]
-    unknown = sorted(set(kwargs) - set(known))
-    if unknown:
-        raise ConfigError(f"lr schedule {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    if "total_epochs" in known:
-        kwargs.setdefault("total_epochs", epochs)
-    try:
-        return cls(optimizer, steps_per_epoch=steps_per_epoch, **kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"lr schedule {name!r}: {e}") from None
+    return build_named(SCHEDULES, cfg or {"name": "constant"}, "lr schedule", optimizer,
+                       defaults={"total_epochs": epochs}, steps_per_epoch=steps_per_epoch)
