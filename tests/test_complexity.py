@@ -171,10 +171,13 @@ def test_default_input_shape_counts_frames_like_librosa(cfg, seconds):
 
 def test_default_input_shape_matches_the_2019_paper():
     # McDonnell & Gao 2019 sec. 3.1: 469 (48 kHz) / 431 (44.1 kHz) frames, 461 / 423 after unpadded deltas
-    task1a = FeatureConfig(sample_rate=48000, deltas=True, delta_padding=False, channels="stereo")
-    task1b = FeatureConfig(sample_rate=44100, deltas=True, delta_padding=False)
+    # (the authors' code: width-5 deltas, each pass losing 4 frames)
+    task1a = FeatureConfig(sample_rate=48000, deltas=True, delta_width=5, delta_padding=False, channels="stereo")
+    task1b = FeatureConfig(sample_rate=44100, deltas=True, delta_width=5, delta_padding=False)
     assert default_input_shape(task1a, 10.0) == (1, 6, 128, 461)
     assert default_input_shape(task1b, 10.0) == (1, 3, 128, 423)
+    wide = FeatureConfig(sample_rate=48000, deltas=True, delta_width=9, delta_padding=False)
+    assert default_input_shape(wide, 10.0) == (1, 3, 128, 469 - 16)  # two unpadded width-9 passes
     assert default_input_shape(FeatureConfig(sample_rate=44100), 10.0) == (1, 1, 128, 431)
 
 
@@ -223,5 +226,60 @@ def test_format_report_table():
     text = format_report(reps)
     lines = text.splitlines()
     assert lines[0].split()[0] == "model" and "dcase2021_1a" in lines[0]
-    assert lines[2].startswith("cp_mobile") and "61,148" in lines[2] and "29.42" in lines[2]
+    assert lines[2].startswith("cp_mobile") and "61,148" in lines[2] and "29,419,156" in lines[2]
     assert "ok" in lines[2] and any("cp_resnet" in line for line in lines)
+
+
+# --------------------------------------------------------------------------- each model at its paper's input
+
+
+def test_complexity_cp_mobile_prints_the_official_macs(capsys, one_torch_thread):
+    from asclab.cli import main
+
+    assert main(["complexity", "cp_mobile"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("cp_mobile "))
+    assert "29,419,156" in row and "1x256x65" in row
+
+
+def test_paper_inputs_agree_with_the_papers_recipes():
+    from asclab.compress.paper_inputs import PAPER_INPUTS
+    from asclab.config import list_recipes, load_recipe
+    from asclab.models import list_models
+
+    assert set(PAPER_INPUTS) <= set(list_models())
+    assert PAPER_INPUTS["two_path_resnet"].shape == (6, 128, 461)  # McDonnell & Gao 2019 sec. 3.1, task 1a
+    assert PAPER_INPUTS["two_path_resnet_2020"].shape == (3, 128, 423)  # Gao & McDonnell 2020 sec. 2.1
+    assert PAPER_INPUTS["mobilenetv2_small"].shape == (3, 128, 431)  # Horvath et al. 2021 Table 1
+    for name, paper in PAPER_INPUTS.items():
+        if paper.recipe is None:
+            continue
+        assert paper.recipe in list_recipes(), name
+        r = load_recipe(paper.recipe)
+        assert r["model"]["name"] == name
+        shape = default_input_shape(FeatureConfig.from_dict(r["features"]), float(r["data"]["duration"]))
+        assert shape == (1, *paper.shape), name
+
+
+def test_complexity_targets_measure_models_at_their_paper_input(one_torch_thread):
+    from asclab.api import complexity_targets
+    from asclab.config import load_recipe
+
+    reps = complexity_targets(["two_path_resnet_2020", "shared_resnet_ssn", "quickstart"])
+    tp = reps["two_path_resnet_2020"]
+    assert tp["input_shape"] == [1, 3, 128, 423] and tp["params"] == 4_311_732 and "2020" in tp["input_source"]
+    qti = reps["shared_resnet_ssn"]
+    assert qti["input_shape"] == [1, 2, 256, 469] and qti["params"] == 601_862  # 3 classes (QTI Table 4: 601 K)
+    quick = load_recipe("quickstart")  # a recipe: one clip of its data.duration
+    want = default_input_shape(FeatureConfig.from_dict(quick["features"]), float(quick["data"]["duration"]))
+    assert reps["quickstart"]["input_shape"] == list(want) and "input_source" not in reps["quickstart"]
+
+
+@pytest.mark.parametrize("width", [5, 9])
+def test_default_input_shape_equals_the_extractors_output_with_unpadded_deltas(width, one_torch_thread):
+    from asclab.features import FeatureExtractor
+
+    fc = FeatureConfig(sample_rate=16000, n_fft=512, hop_length=160, n_mels=40, deltas=True,
+                       delta_width=width, delta_padding=False)
+    x = FeatureExtractor(fc)(torch.zeros(1, 1, 16000))
+    assert default_input_shape(fc, 1.0) == tuple(x.shape)

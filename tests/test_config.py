@@ -35,8 +35,8 @@ def test_paper_values_in_2019_recipes():
 
 
 def test_overrides_parse_yaml_values():
-    r = load_recipe("quickstart", ["train.epochs=2", "model.width=8", "augment.mix=null"])
-    assert r["train"]["epochs"] == 2 and r["model"]["width"] == 8 and r["augment"]["mix"] is None
+    r = load_recipe("quickstart", ["train.epochs=2", "model.base_channels=8", "augment.mix=null"])
+    assert r["train"]["epochs"] == 2 and r["model"]["base_channels"] == 8 and r["augment"]["mix"] is None
 
 
 def test_bad_override_and_unknown_recipe():

@@ -5,14 +5,12 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from asclab.errors import ConfigError
 from asclab.losses import (
     ArcFaceHead,
     ClassBalancedFocalLoss,
-    DeviceHead,
     FocalLoss,
     build_loss,
     class_balanced_weights,
@@ -74,7 +72,8 @@ def test_class_balanced_weights_formula_and_normalisation():
     counts, beta = [2704, 3757, 2724], 0.999  # QTI 2020 Table 2, DCASE 2020 task 1b dev-train
     raw = [(1 - beta) / (1 - beta ** n) for n in counts]
     want = [3 * r / sum(raw) for r in raw]
-    got = class_balanced_weights(counts, beta)
+    assert class_balanced_weights(counts, beta).tolist() == pytest.approx(raw, rel=1e-6)  # eq. 2: not rescaled
+    got = class_balanced_weights(counts, beta, normalize=True)  # Cui et al.'s code: sum to K
     assert got.tolist() == pytest.approx(want, rel=1e-6)
     assert float(got.sum()) == pytest.approx(3.0)
     assert got[1] < got[2] < got[0]  # the most frequent class weighs least
@@ -82,19 +81,38 @@ def test_class_balanced_weights_formula_and_normalisation():
         class_balanced_weights([10, 0, 5])
 
 
-def test_cb_focal_softmax_and_sigmoid_forms():
+def test_cb_focal_default_is_eq2_sigmoid_form_by_hand():
+    counts, beta = [50, 500, 5000], 0.99
+    raw = [(1 - beta) / (1 - beta ** n) for n in counts]  # (1 - beta) / (1 - beta^n_y), not rescaled
+    logits = torch.randn(6, 3, generator=gen()) * 2
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    cb = ClassBalancedFocalLoss(counts, beta=beta, gamma=2.0, reduction="none")
+    assert cb.form == "sigmoid"
+    got = cb(logits, labels)
+    for row in range(6):
+        z, y = logits[row].tolist(), int(labels[row])
+        s = [1 / (1 + math.exp(-v)) for v in z]
+        pt = [s[i] if i == y else 1 - s[i] for i in range(3)]  # Cui et al.: p_i^t
+        want = -raw[y] * sum((1 - q) ** 2 * math.log(q) for q in pt)  # QTI 2020 eq. 2
+        assert float(got[row]) == pytest.approx(want, rel=1e-5)
+    mean = ClassBalancedFocalLoss(counts, beta=beta, gamma=2.0)(logits, labels)
+    assert float(mean) == pytest.approx(float(got.mean()), rel=1e-6)
+
+
+def test_cb_focal_softmax_form_and_rescale_options():
     counts = [50, 500, 5000]
-    w = class_balanced_weights(counts, 0.99)
     logits = torch.randn(6, 3, generator=gen())
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    cb = ClassBalancedFocalLoss(counts, beta=0.99, gamma=2.0, reduction="none")
-    assert torch.allclose(cb(logits, labels), w[labels] * FocalLoss(2.0, reduction="none")(logits, labels), atol=1e-6)
-    sig = ClassBalancedFocalLoss(counts, beta=0.99, gamma=2.0, activation="sigmoid", reduction="none")
-    z, y = logits[0].tolist(), 0
-    s = [1 / (1 + math.exp(-v)) for v in z]
-    pt = [s[i] if i == y else 1 - s[i] for i in range(3)]  # Cui et al.: p_i^t
-    want = float(w[y]) * sum(-(1 - q) ** 2 * math.log(q) for q in pt)
-    assert float(sig(logits, labels)[0]) == pytest.approx(want, rel=1e-5)
+    w = class_balanced_weights(counts, 0.99)
+    soft_form = ClassBalancedFocalLoss(counts, beta=0.99, gamma=2.0, form="softmax", reduction="none")
+    assert torch.allclose(soft_form(logits, labels), w[labels] * FocalLoss(2.0, reduction="none")(logits, labels),
+                          atol=1e-8)
+    wn = class_balanced_weights(counts, 0.99, normalize=True)
+    resc = ClassBalancedFocalLoss(counts, beta=0.99, gamma=2.0, rescale=True, reduction="none")
+    plain = ClassBalancedFocalLoss(counts, beta=0.99, gamma=2.0, reduction="none")
+    assert torch.allclose(resc(logits, labels), plain(logits, labels) * (wn / w)[labels], rtol=1e-5)
+    with pytest.raises(ConfigError, match="form"):
+        ClassBalancedFocalLoss(counts, form="tanh")
 
 
 def test_build_loss():
@@ -160,39 +178,4 @@ def test_arcface_gradient_finite_when_aligned():
     head.loss(emb, torch.tensor([0])).backward()
     assert torch.isfinite(emb.grad).all() and torch.isfinite(head.weight.grad).all()
 
-
-# --------------------------------------------------------------------------- device head
-
-
-def test_device_head_reverses_gradient_into_body_only():
-    torch.manual_seed(0)
-    emb = torch.randn(6, 8, requires_grad=True)
-    is_major = torch.tensor([1, 0, 0, 1, 1, 0])
-    head = DeviceHead(8, weight=0.1)
-    head.loss(head(emb), is_major).backward()
-    reversed_emb_grad = emb.grad.clone()
-    head_grads = [p.grad.clone() for p in head.parameters()]
-
-    emb2 = emb.detach().clone().requires_grad_(True)
-    head.zero_grad()
-    plain = F.binary_cross_entropy_with_logits(head.classifier(emb2).squeeze(-1), is_major.float())
-    plain.backward()
-    assert torch.allclose(reversed_emb_grad, -0.1 * emb2.grad, rtol=0, atol=1e-8)
-    for got, p in zip(head_grads, head.parameters()):
-        assert torch.allclose(got, p.grad, rtol=0, atol=1e-8)  # the head minimises its own BCE
-
-
-def test_device_head_total_loss_gradient_on_shared_body():
-    torch.manual_seed(1)
-    body, cls = nn.Linear(5, 8), nn.Linear(8, 3)
-    head = DeviceHead(8, weight=0.1)
-    x, y, dev = torch.randn(10, 5), torch.randint(0, 3, (10,)), torch.randint(0, 2, (10,))
-
-    emb = body(x)
-    ce = F.cross_entropy(cls(emb), y)
-    (ce + head.loss(head(emb), dev)).backward()
-    total = body.weight.grad.clone()
-
-    g_ce = torch.autograd.grad(F.cross_entropy(cls(body(x)), y), body.weight)[0]
-    g_bce = torch.autograd.grad(DeviceHead.loss(head.classifier(body(x)).squeeze(-1), dev), body.weight)[0]
-    assert torch.allclose(total, g_ce - 0.1 * g_bce, atol=1e-7)  # the paper's CE - 0.1 x adaptation loss
+# The device head (asclab.losses.domain) is tested in tests/test_device_head.py.

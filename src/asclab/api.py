@@ -1,6 +1,7 @@
 """What each CLI command does, as plain functions (the CLI only parses and prints)."""
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -14,8 +15,12 @@ from asclab.compress.prune import is_pruned, to_fp16_state
 from asclab.config import load_recipe
 from asclab.data import open_dataset
 from asclab.data.records import Record
+from asclab.distill.targets import TeacherLogits
+from asclab.data.tables import write_table
 from asclab.errors import AsclabError, ConfigError
-from asclab.evaluate.inference import Predictor, open_set_decision, predict_records
+from asclab.data.validation import ValidationSpec, carve_validation, kept_weights, recording_id
+from asclab.evaluate.inference import Predictor, predict_records
+from asclab.evaluate.openset import OpenSetRule, decide, tune_weight
 from asclab.evaluate.metrics import compute_metrics, format_metrics
 from asclab.evaluate.plots import plot_confusion, plot_per_device, plot_training_curves
 from asclab.features.config import FeatureConfig
@@ -25,23 +30,65 @@ from asclab.train.checkpoint import ModelFile, load_model_file, resolve_checkpoi
 
 
 def open_data(data_dir: str | Path, recipe: dict):
+    from asclab.data.index import declared_classes, single_clip_classes
+
     d = recipe["data"]
-    return open_dataset(data_dir, split=d.get("split"), test_fold=d.get("test_fold"),
-                        class_map=d.get("class_map"), on_error=d.get("on_error", "raise"))
+    index = open_dataset(data_dir, split=d.get("split"), test_fold=d.get("test_fold"),
+                         class_map=d.get("class_map"), on_error=d.get("on_error", "raise"),
+                         group_folds=d.get("group_folds"), allow_outside=bool(d.get("allow_outside")),
+                         classes=d.get("classes"))
+    if index.layout in ("manifest", "folders") and d.get("classes") is None and declared_classes(index.root) is None:
+        singles = single_clip_classes(index.records)  # classes from the labels: say which rest on one clip
+        if singles:
+            print(f"note: {len(singles)} class(es) with a single clip: {', '.join(singles[:10])}", file=sys.stderr)
+    return index
 
 
-def model_complexity(model, recipe: dict) -> dict:
+def model_entry(model, recipe: dict) -> dict:
+    """The model file's ``model`` entry: the recipe's, or, after device-specific fine-tuning,
+    a ``device_container`` around it (``asclab.models.device_container``)."""
+    from asclab.models.device_container import is_device_container
+
+    if is_device_container(model):
+        return {"name": "device_container", "base": dict(recipe["model"]), "devices": list(model.devices)}
+    return dict(recipe["model"])
+
+
+def model_complexity(model, recipe: dict, input_shape: tuple[int, ...] | None = None) -> dict:
     """Complexity at the storage precision the recipe deploys (FP16 when ``compress.fp16``),
-    for one second of audio at the recipe's feature settings (the DCASE convention)."""
+    for ``input_shape`` or else one second of audio at the recipe's feature settings (the DCASE convention)."""
+    from asclab.models.device_container import DeviceContainer
+
     fcfg = FeatureConfig.from_dict(recipe["features"])
     bits = 16 if (recipe.get("compress") or {}).get("fp16") else 32
-    return complexity_report(model, default_input_shape(fcfg, 1.0), bits=bits)
+    shape = tuple(input_shape) if input_shape is not None else default_input_shape(fcfg, 1.0)
+    if isinstance(model, DeviceContainer):  # 2025 rule: each device model within the limits on its own
+        per = {k: complexity_report(m, shape, bits=bits) for k, m in model.members().items()}
+        report = copy.deepcopy(per["base"])
+        for key, verdict in report["challenges"].items():
+            verdict["pass"] = all(r["challenges"][key]["pass"] for r in per.values())
+        report["per_device"] = per
+        return report
+    return complexity_report(model, shape, bits=bits)
 
 
-def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, *,
-              overrides: list[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
-              force: bool = False, all_data: bool = False, trainer_kwargs: dict | None = None,
-              resume: bool = False) -> dict:
+def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, **kw) -> dict:
+    """Train a recipe on a data set (:func:`_train_run_claimed`) in a run folder it holds
+    alone: the recipe is checked first, ``--out`` must be new, empty or an asclab run,
+    a second run on it is refused at once, and a run that fails before its first
+    checkpoint in a folder it created leaves nothing behind (``asclab.runs``)."""
+    from asclab.runs import claim_run_folder
+    from asclab.train.distributed import is_main_process
+
+    load_recipe(recipe_name, kw.get("overrides"))  # every recipe key checked before the folder is touched
+    with claim_run_folder(out_dir, lock=is_main_process()):
+        return _train_run_claimed(recipe_name, data_dir, out_dir, **kw)
+
+
+def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, *,
+                       overrides: list[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
+                       force: bool = False, all_data: bool = False, trainer_kwargs: dict | None = None,
+                       resume: bool = False) -> dict:
     """Train a recipe on a data set, save ``model.ckpt``, evaluate on the test split.
 
     Under DDP (``trainer_kwargs`` devices/num_nodes/strategy) every process trains
@@ -52,6 +99,12 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
 
     t0 = time.time()
     recipe = load_recipe(recipe_name, overrides)
+    keeps = kept_weights(recipe)  # train.keep: best only with a validation split carved from training
+    validation = ValidationSpec.from_recipe(recipe)
+    openset = OpenSetRule.from_config(recipe["inference"].get("openset"))
+    if openset is not None and openset.tune and validation is None:
+        raise ConfigError("inference.openset.tune: true needs a validation split carved from the training data "
+                          "(data.validation: {fraction: 0.1, by: identifier})")
     out = Path(out_dir)
     if (out / "model.ckpt").exists() and resume:
         raise AsclabError(f"{out}: the run has finished (model.ckpt exists); nothing to resume")
@@ -68,13 +121,22 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
         train_records, val_records = train_records + val_records, []
     if not train_records:
         raise AsclabError(f"{data_dir}: no training records for this recipe's split")
+    carved: list[Record] = []
+    if validation is not None:  # whole recordings out of the training records (asclab.data.validation)
+        train_records, carved = carve_validation(train_records, validation, int(recipe["train"].get("seed", 0)))
+    # data.teacher_logits (loss kd): refused here if it lacks a training clip or orders the classes otherwise
+    teachers = TeacherLogits.for_recipe(recipe, index.root, index.classes, train_records)
     if resume:
         note_resume(out)
     elif is_main_process():
         record_run(out, recipe, data=str(data_dir), n_train=len(train_records), n_val=len(val_records),
-                   all_data=all_data)
-    result = fit(recipe, train_records, [r for r in val_records if r.label is not None], index.classes, out,
-                 cache_dir=cache_dir, progress=progress, trainer_kwargs=trainer_kwargs, resume=resume)
+                   all_data=all_data, n_validation=len(carved))
+    # Validation during training: the carved split when there is one (it may choose the best epoch);
+    # otherwise the test split, for the training curves only (the last epoch is kept).
+    monitor = carved if validation is not None else [r for r in val_records if r.label is not None]
+    result = fit(recipe, train_records, monitor, index.classes, out,
+                 cache_dir=cache_dir, progress=progress, trainer_kwargs=trainer_kwargs, resume=resume,
+                 teachers=teachers)
     if not result.is_main:  # DDP: rank 0 writes model, metrics and plots
         return {"run": str(out), "rank": "non-zero"}
     model = result.module.model
@@ -82,15 +144,20 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
     state = model.state_dict()
     if (recipe.get("compress") or {}).get("fp16"):
         state = to_fp16_state(state)
+    weights = weights_kept(keeps, result.best_path, carved)
     mf = ModelFile(state_dict=state, classes=index.classes, features=dict(recipe["features"]),
-                   model=dict(recipe["model"]), recipe=recipe, duration=recipe["data"].get("duration"),
+                   model=model_entry(model, recipe), recipe=recipe, duration=recipe["data"].get("duration"),
                    devices=result.devices,
                    data_summary={"data": str(data_dir), "layout": index.layout, "n_train": len(result.train_records),
-                                 "n_val": len(val_records)},
-                   extra={"train_seconds": result.seconds})
+                                 "n_val": len(val_records), "n_validation": len(carved), "weights": weights},
+                   extra={"train_seconds": result.seconds},
+                   openset=openset.to_dict() if openset is not None else None)
     save_model_file(mf, out / "model.ckpt")
+    if openset is not None and openset.tune:
+        mf.openset = tuned_openset(out / "model.ckpt", openset, carved, progress).to_dict()
+        save_model_file(mf, out / "model.ckpt")
     summary = {"run": str(out), "model": str(out / "model.ckpt"), "train_seconds": round(result.seconds, 1),
-               "complexity": final}
+               "complexity": final, "weights": weights, "openset": mf.openset}
     write_json(out / "complexity.json", {**final, "pruning": result.pruning} if result.pruning else final)
     plot_training_curves(out / "logs" / "metrics.csv", out / "training_curves.png")
     if val_records and any(r.label is not None for r in val_records):
@@ -105,6 +172,28 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
     summary["total_seconds"] = round(time.time() - t0, 1)
     write_json(out / "summary.json", summary)
     return summary
+
+
+def weights_kept(keeps: list[str], best_path: Path | None, carved: list[Record]) -> str:
+    """Which weights a run kept, in words (model file, summary, demo)."""
+    if keeps[-1] == "best" and best_path is not None:
+        n_rec = len({recording_id(r) for r in carved})
+        return f"best epoch on the validation split carved from training ({len(carved)} clips, {n_rec} recordings)"
+    return "last epoch"
+
+
+def tuned_openset(ckpt: Path, rule: OpenSetRule, carved: list[Record], progress: bool) -> OpenSetRule:
+    """The open-set weight chosen on the carved validation split (McDonnell & Gao 2019 sec. 3.7)."""
+    pred = Predictor.load(ckpt)
+    labelled = [r for r in carved if r.label in pred.classes]
+    if rule.index(pred.classes) is None or not any(r.label == rule.unknown_label for r in labelled):
+        raise ConfigError(f"inference.openset.tune: the validation split holds no {rule.unknown_label!r} clips "
+                          "to tune the weight on")
+    probs = predict_records(pred, labelled, progress=progress)
+    y = np.array([pred.classes.index(r.label) for r in labelled])
+    weight, score = tune_weight(probs, y, pred.classes, rule)
+    return OpenSetRule(rule.unknown_label, weight, tune=True,
+                       tuned_on=f"validation split ({len(labelled)} clips), task 1c score {score:.4f}")
 
 
 def train_ensemble(recipe: dict, members: list[str], data_dir, out: Path, **kw) -> dict:
@@ -181,7 +270,12 @@ def build_features(recipe_name: str | Path | dict, data_dir: str | Path, *, over
         raise AsclabError(f"recipe {recipe.get('name')!r} computes features on the fly (waveform augmentation "
                           "or train.cache_features: false); there is no cache to build")
     index = open_data(data_dir, recipe)
-    splits = {"train": select_training_records(list(index.train), recipe, int(recipe["train"].get("seed", 0))),
+    seed = int(recipe["train"].get("seed", 0))
+    train, carved = list(index.train), []
+    validation = ValidationSpec.from_recipe(recipe)
+    if validation is not None:  # the same split train_run carves
+        train, carved = carve_validation(train, validation, seed)
+    splits = {"train": select_training_records(train, recipe, seed), "validation": carved,
               "test": [r for r in index.test if r.label is not None]}
     rows = []
     for split, records in splits.items():
@@ -215,14 +309,22 @@ def ensemble_members(path: str | Path) -> list[Path]:
 def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, records: list[Record] | None = None,
                  out_dir: str | Path | None = None, split: str = "test", tta: int | None = None,
                  ensemble: list[str | Path] | None = None, progress: bool = True, batch_size: int = 16,
-                 on_error: str = "raise") -> dict:
+                 on_error: str = "raise", precision: str | None = None) -> dict:
     """Metrics (accuracy, macro class-wise accuracy, per class and per device,
-    log loss), a confusion-matrix PNG and metrics.json in the run folder."""
+    log loss), a confusion-matrix PNG and metrics.json in the run folder.
+    ``precision``: run the network in ``fp16`` (or ``fp32``) arithmetic instead of the model
+    file's own; with fp16 the same clips also go through the fp32 network and metrics.json's
+    ``precision`` block reports the change (``asclab.evaluate.precision``)."""
+    from asclab.evaluate.precision import at_precision, format_change, precision_change
     members = ensemble_members(ckpt)
     if members:
         ckpt, ensemble = members[0], members[1:] + list(ensemble or [])
     ckpt_path = resolve_checkpoint(ckpt)
     predictors = [Predictor.load(ckpt_path)] + [Predictor.load(p) for p in (ensemble or [])]
+    reference = None  # the fp32 networks an fp16 evaluation is compared against
+    if precision is not None:
+        reference = [at_precision(p, "fp32") for p in predictors] if precision == "fp16" else None
+        predictors = [at_precision(p, precision) for p in predictors]
     pred = predictors[0]
     recipe = pred.meta.recipe or {}
     if records is None:
@@ -235,7 +337,11 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
         raise AsclabError("no labelled records to evaluate")
     unknown = sorted({r.label for r in labelled} - set(pred.classes))
     if unknown:
-        raise AsclabError(f"test labels not known to the model: {', '.join(unknown[:5])}")
+        from asclab.data.tables import where
+        first = next(r for r in labelled if r.label not in pred.classes)
+        at = where(first.extra.get("source", first.path), first.extra.get("row")) if first.extra else f"{first.path}: "
+        raise AsclabError(f"{at}label {first.label!r} of {first.extra.get('filename', first.path)} is not one of the "
+                          f"model's classes ({len(unknown)} unknown label(s) in all: {', '.join(unknown[:5])})")
     inf = recipe.get("inference") or {}
     n_tta = int(inf.get("tta") or 0) if tta is None else tta
     skipped: list = []
@@ -246,15 +352,22 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
     kept = [r for r, k in zip(labelled, ok) if k]
     y = np.array([pred.classes.index(r.label) for r in kept])
     probs = probs[ok]
-    y_pred = None
-    openset = inf.get("openset")
-    if openset and openset.get("unknown_label") in pred.classes:
-        y_pred = open_set_decision(probs, pred.classes.index(openset["unknown_label"]),
-                                   float(openset.get("weight", 5.0)))
+    rule = pred.openset  # the model file's rule (weight as tuned), asclab.evaluate.openset
+    y_pred = decide(probs, pred.classes, rule) if rule is not None and rule.index(pred.classes) is not None else None
     m = compute_metrics(probs, y, pred.classes, devices=[r.device for r in kept], y_pred=y_pred)
     result = m.to_dict()
     result.update({"checkpoint": str(ckpt_path), "tta": n_tta, "ensemble_size": len(predictors),
-                   "skipped": [{"file": f, "reason": why} for f, why in skipped]})
+                   "skipped": [{"file": f, "reason": why} for f, why in skipped],
+                   "precision": {"precision": pred.precision}})
+    if reference is not None:  # the same clips through the fp32 network(s)
+        p32 = predict_records(reference, kept, batch_size=batch_size, tta=n_tta,
+                              tta_augment=inf.get("tta_augment"), progress=progress)
+        y32 = decide(p32, pred.classes, rule) if y_pred is not None else None
+        m32 = compute_metrics(p32, y, pred.classes, y_pred=y32)
+        result["precision"] = precision_change(m32, m, p32, probs, pred.precision)
+    compared = general_vs_specific(pred, kept, y, m, batch_size, progress) if len(predictors) == 1 else None
+    if compared is not None:  # DCASE 2025: each device's model against the general model
+        result["device_specific"] = compared
     if out_dir is None:
         out_dir = Path(members[0]).parents[2] if members else ckpt_path.parent
     out_dir = Path(out_dir)
@@ -264,20 +377,42 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
     if m.per_device:
         plot_per_device(m.per_device, out_dir / "per_device.png")
     result["text"] = format_metrics(m)
+    if reference is not None:
+        result["text"] += "\n" + format_change(result["precision"])
+    if compared is not None:
+        from asclab.evaluate.device_models import format_comparison
+
+        result["text"] += "\n" + format_comparison(compared)
     return result
 
 
+def general_vs_specific(pred: Predictor, records: list[Record], y: np.ndarray, specific, batch_size: int,
+                        progress: bool) -> dict | None:
+    """For a device container: per-device accuracy of the general model on the same clips
+    beside the device models' (``asclab.evaluate.device_models``); None for other models."""
+    from asclab.evaluate.device_models import device_comparison
+    from asclab.models.device_container import is_device_container
+
+    if not is_device_container(pred.model):
+        return None
+    probs = predict_records(pred.for_device(None), records, batch_size=batch_size, progress=progress)
+    general = compute_metrics(probs, y, pred.classes, devices=[r.device for r in records])
+    return device_comparison(general, specific, pred.model.devices)
+
+
 def classify_recordings(ckpt: str | Path, paths: list[str | Path], *, hop: float | None = None,
-                        batch_size: int = 16, progress: bool = True, on_error: str = "raise"):
+                        batch_size: int = 16, progress: bool = True, on_error: str = "raise",
+                        device: str | None = None):
     """Files and folders (recursively) classified in windows of the model's clip length
     (``asclab.evaluate.longform``). Returns ``(results, skipped)``: one ``FileResult``
-    (timeline + whole-file decision) per readable file, and ``(file, reason)`` pairs."""
+    (timeline + whole-file decision) per readable file, and ``(file, reason)`` pairs.
+    ``device``: the recording device's id (a device container's model for it)."""
     from asclab.evaluate.longform import predict_long
 
     pred = Predictor.load(ckpt)
     skipped: list = []
     results = predict_long(pred, paths, hop=hop, batch_size=batch_size, on_error=on_error, skipped=skipped,
-                           progress=progress)
+                           progress=progress, device=device)
     return results, skipped
 
 
@@ -292,8 +427,12 @@ def predict_files(ckpt: str | Path, paths: list[str | Path], *, batch_size: int 
 
 
 def complexity_targets(targets: list[str]) -> dict[str, dict]:
-    """Complexity reports for model names, recipes or checkpoints (default: every model
-    at its paper's default recipe input, or 1 s of 32 kHz 256-mel audio)."""
+    """Complexity reports for model names, recipes or checkpoints (default: every model).
+
+    A model name is measured at its own paper's input (``asclab.compress.paper_inputs``;
+    a family not listed there at 1 s of its first recipe's front end), a recipe at
+    one clip of its ``data.duration`` (1 s when unset), a checkpoint at 1 s."""
+    from asclab.compress.paper_inputs import PAPER_INPUTS
     from asclab.config import list_recipes
     from asclab.models import create_model, list_models
 
@@ -303,18 +442,36 @@ def complexity_targets(targets: list[str]) -> dict[str, dict]:
         p = Path(t)
         if p.suffix == ".ckpt" or p.is_dir():
             pred = Predictor.load(p)
-            reports[str(p)] = model_complexity(pred.model, pred.meta.recipe)
+            rep = model_complexity(pred.model, pred.meta.recipe)
+            if "per_device" in rep:  # a device container: one row per member model
+                reports.update({f"{p} [{k}]": r for k, r in rep["per_device"].items()})
+            else:
+                reports[str(p)] = rep
             continue
-        if t in list_models():
+        paper = PAPER_INPUTS.get(t) if t in list_models() else None
+        if paper is not None:
+            recipe = load_recipe(paper.recipe) if paper.recipe else load_recipe(
+                {"name": t, "model": {"name": t}, "compress": {"fp16": paper.fp16}})
+        elif t in list_models():
             recipe = _default_recipe_for_model(t, recipes)
         else:
             recipe = load_recipe(t)
         fcfg = FeatureConfig.from_dict(recipe["features"])
         kwargs = {k: v for k, v in recipe["model"].items() if k != "name"}
-        model = create_model(recipe["model"]["name"], num_classes=int(recipe["model"].get("num_classes", 10)),
-                             in_chans=fcfg.in_chans, **{k: v for k, v in kwargs.items() if k != "num_classes"})
-        rep = model_complexity(model, recipe)
+        n_classes = paper.num_classes if paper is not None else int(recipe["model"].get("num_classes", 10))
+        model = create_model(recipe["model"]["name"], num_classes=n_classes,
+                             in_chans=paper.shape[0] if paper is not None else fcfg.in_chans,
+                             **{k: v for k, v in kwargs.items() if k != "num_classes"})
+        if paper is not None:
+            shape = (1, *paper.shape)
+        elif t in list_models():
+            shape = None
+        else:
+            shape = default_input_shape(fcfg, float(recipe["data"].get("duration") or 1.0))
+        rep = model_complexity(model, recipe, input_shape=shape)
         rep["recipe"] = recipe.get("name")
+        if paper is not None:
+            rep["input_source"] = paper.source
         reports[t] = rep
     return reports
 
@@ -342,28 +499,28 @@ def run_demo(out_dir: str | Path = "demo_out", *, epochs: int | None = None, per
         make_synthetic_dataset(data, seconds=1.0, sample_rate=32000, seed=0, **kwargs)
     else:
         print(f"[1/4] reusing the SYNTHETIC scene set in {data}")
-    print("[2/4] training recipe 'quickstart' (CP-Mobile, 1 s clips)")
+    print("[2/4] training recipe 'quickstart' (CP-Mobile, 1 s clips; the last epoch's weights are kept)")
     overrides = [f"train.epochs={epochs}"] if epochs else []
     summary = train_run("quickstart", data, out / "run", overrides=overrides, cache_dir=out / "cache",
                         progress=progress, force=True)
     print("[3/4] evaluation on the synthetic test split (unseen devices s4-s6 included)")
     print(summary["metrics"]["text"])
-    print("[4/4] predicting a few test clips")
+    print(f"weights: {summary['weights']} (no epoch is chosen on the test split)")
+    print("[4/4] predicting one test clip per class")
     index = open_data(data, load_recipe("quickstart"))
-    # four scenes through devices seen (a, b) and unseen (s4, s6) in training
-    picks = {}
-    for k, d in enumerate(("a", "b", "s4", "s6")):
-        scene = index.classes[(3 * k) % len(index.classes)]
-        picks[d] = next((r for r in index.test if r.device == d and r.label == scene), None)
-    clips = [r.path for r in picks.values() if r is not None] or [index.test[0].path]
-    rows = predict_files(out / "run" / "model.ckpt", clips, progress=False)
-    for (r, rec) in zip(rows, clips):
-        truth = next(x.label for x in index.test if x.path == rec)
-        print(f"  {Path(r['file']).name:<42} predicted {r['label']:<18} (true {truth})")
+    clips = demo_clips(index.test, index.classes)
+    rows = predict_files(out / "run" / "model.ckpt", [r.path for r in clips], progress=False)
+    for row, rec in zip(rows, clips):
+        mark = "ok" if row["label"] == rec.label else "--"
+        print(f"  {mark} {Path(row['file']).name:<42} device {rec.device or '-':<3} true {rec.label:<18} "
+              f"predicted {row['label']}")
+    right = sum(row["label"] == rec.label for row, rec in zip(rows, clips))
+    print(f"  {right} of {len(clips)} right here; macro accuracy over all {summary['metrics']['n']} test clips "
+          f"{summary['metrics']['macro_accuracy']:.3f}")
     total = time.time() - t0
     run = out / "run"
     print(f"\ndone in {total:.0f} s. Macro accuracy on the synthetic test split: "
-          f"{summary['metrics']['macro_accuracy']:.3f} (chance 0.100)")
+          f"{summary['metrics']['macro_accuracy']:.3f} (chance 0.100), weights: {summary['weights']}")
     print(f"  model:            {run / 'model.ckpt'}")
     print(f"  metrics:          {run / 'metrics.json'}")
     print(f"  confusion matrix: {run / 'confusion.png'}")
@@ -373,20 +530,62 @@ def run_demo(out_dir: str | Path = "demo_out", *, epochs: int | None = None, per
     return {**summary, "demo_seconds": round(total, 1)}
 
 
-def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path, *, folds: int | None = None,
-             overrides: list[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
-             force: bool = False) -> dict:
-    """Train and evaluate on each predefined fold (e.g. ESC-10's five); write per-fold
-    and mean +- std metrics, a summed confusion matrix and the total time."""
-    t0 = time.time()
+def demo_clips(test: list[Record], classes: list[str]) -> list[Record]:
+    """One test clip per class, the devices taken in turn (seen and unseen), the first such clip
+    in the data set's order; a class without a clip on its turn's device takes its first clip."""
+    devices = sorted({r.device for r in test if r.device is not None})
+    picks = []
+    for k, label in enumerate(classes):
+        of_class = [r for r in test if r.label == label]
+        if not of_class:
+            continue
+        turn = devices[k % len(devices)] if devices else None
+        picks.append(next((r for r in of_class if r.device == turn), of_class[0]))
+    return picks
+
+
+def crossval_plan(recipe_name: str | Path | dict, data_dir: str | Path, *, folds: int | None = None,
+                  group_by: str | None = None, overrides: list[str] | None = None):
+    """The folds ``crossval`` trains: ``(overrides, recipe, index, chosen_folds)``, where
+    ``overrides`` gains ``data.group_folds`` for recording-wise folds (``group_by``, or a data
+    set without folds and ``folds`` given) so each fold's run recipe reproduces its split."""
+    overrides = list(overrides or [])
     recipe = load_recipe(recipe_name, overrides)
-    index = open_dataset(data_dir, class_map=recipe["data"].get("class_map"))
+    if group_by is None and not recipe["data"].get("group_folds") and folds:
+        probe = open_dataset(data_dir, class_map=recipe["data"].get("class_map"))
+        if not any(r.fold is not None for r in probe.records):
+            group_by = "identifier"  # no predefined folds: recording-wise ones
+            print(f"{data_dir}: no predefined folds; assigning {folds} folds by {group_by}")
+    if group_by is not None:
+        k = folds or (recipe["data"].get("group_folds") or {}).get("folds")
+        if not k:
+            raise ConfigError(f"--group-by {group_by} needs the number of folds: --folds K")
+        overrides.append(f"data.group_folds={{folds: {int(k)}, by: {group_by}}}")
+        recipe = load_recipe(recipe_name, overrides)
+    index = open_dataset(data_dir, class_map=recipe["data"].get("class_map"),
+                         group_folds=recipe["data"].get("group_folds"))
     available = sorted({r.fold for r in index.records if r.fold is not None})
     if not available:
-        raise AsclabError(f"{data_dir}: the data set defines no folds (a fold column or a file-name pattern)")
-    chosen = available[:folds] if folds else available
+        raise AsclabError(f"{data_dir}: the data set defines no folds (a fold column or a file-name pattern); "
+                          "--folds K --group-by identifier assigns K recording-wise folds")
     if folds and folds > len(available):
         raise AsclabError(f"{data_dir}: asked for {folds} folds, the data set has {len(available)}")
+    return overrides, recipe, index, (available[:folds] if folds else available)
+
+
+def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path, *, folds: int | None = None,
+             overrides: list[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
+             force: bool = False, group_by: str | None = None) -> dict:
+    """Train and evaluate on each fold; write per-fold and mean +- std metrics, a summed
+    confusion matrix, the fold of every clip (``folds.tsv``) and the total time.
+
+    The folds are the data set's own (ESC-10's five, TUT's official four), or, with
+    ``group_by`` (e.g. "identifier"), or when the data set has none and ``folds`` is
+    given, ``folds`` recording-wise folds (``asclab.data.group_folds``, recorded in each
+    fold's recipe as ``data.group_folds``)."""
+    t0 = time.time()
+    overrides, recipe, index, chosen = crossval_plan(recipe_name, data_dir, folds=folds, group_by=group_by,
+                                                     overrides=overrides)
     out = Path(out_dir)
     results = []
     for fold in chosen:
@@ -394,15 +593,18 @@ def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path,
         # The held-out fold is the test set: keep the last epoch's weights rather than
         # the epoch that scored best on it, so the estimate is not chosen on the test data.
         s = train_run(recipe_name, data_dir, out / f"fold{fold}", overrides=["train.keep=last"] +
-                      list(overrides or []) + [f"data.test_fold={fold}"], cache_dir=cache_dir,
+                      overrides + [f"data.test_fold={fold}"], cache_dir=cache_dir,
                       progress=progress, force=force)
         m = s["metrics"]
         results.append({"fold": fold, "accuracy": m["accuracy"], "macro_accuracy": m["macro_accuracy"],
                         "log_loss": m["log_loss"], "train_seconds": s["train_seconds"], "n_test": m["n"],
+                        "test_recordings": len({r.identifier for r in index.records
+                                                if r.fold == fold and r.identifier is not None}),
                         "confusion": m["confusion"]})
     classes = index.classes
     total_cm = np.sum([np.array(r["confusion"]) for r in results], axis=0)
-    summary = {"recipe": recipe["name"], "data": str(data_dir), "folds": chosen, "per_fold": results}
+    summary = {"recipe": recipe["name"], "data": str(data_dir), "folds": chosen, "per_fold": results,
+               "group_folds": recipe["data"].get("group_folds")}
     for key in ("accuracy", "macro_accuracy", "log_loss"):
         vals = np.array([r[key] for r in results])
         summary[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
@@ -411,6 +613,9 @@ def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path,
     summary["total_seconds"] = round(time.time() - t0, 1)
     summary["complexity"] = json.loads((out / f"fold{chosen[0]}" / "complexity.json").read_text())
     write_json(out / "crossval.json", summary)
+    write_table(out / "folds.tsv", ("filename", "label", "identifier", "fold"),
+                [(r.extra.get("filename", r.path), r.label, r.identifier, r.fold) for r in index.records
+                 if r.fold in chosen])
     plot_confusion(total_cm, classes, out / "confusion_sum.png",
                    title=f"{len(chosen)}-fold summed, accuracy {summary['accuracy']['mean']:.3f}")
     return summary

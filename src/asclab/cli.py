@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default: the recipe's)")
     ev.add_argument("--ensemble", nargs="*", default=[], help="more checkpoints whose softmax outputs are averaged")
     ev.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and reported)")
+    ev.add_argument("--precision", choices=["fp32", "fp16"], default=None,
+                    help="arithmetic of the network (default: the model file's); fp16 also reports the change vs fp32")
     ev.add_argument("--quiet", action="store_true")
 
     pr = sub.add_parser("predict", help="classify recordings of any length (files or folders)",
@@ -110,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--jsonl", action="store_true", help="print one JSON object per file instead of the table")
     pr.add_argument("--top", type=int, default=3)
     pr.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    pr.add_argument("--device", default=None, metavar="ID",
+                    help="recording device id: a device-specific model's choice (unknown ids: the general model)")
     pr.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and reported)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -134,11 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--val-data", default=None, metavar="DIR", help="labelled data to measure each file's accuracy")
     ex.add_argument("--json", action="store_true")
 
-    cv = sub.add_parser("crossval", help="train and evaluate on each predefined fold")
+    cv = sub.add_parser("crossval", help="train and evaluate on each fold (predefined, or recording-wise with --group-by)")
     cv.add_argument("recipe")
     cv.add_argument("--data", required=True)
     cv.add_argument("--out", required=True)
-    cv.add_argument("--folds", type=int, default=None, help="use the first K folds (default: all)")
+    cv.add_argument("--folds", type=int, default=None,
+                    help="use the first K folds (default: all); with --group-by, or on data without folds, "
+                         "assign K folds")
+    cv.add_argument("--group-by", default=None, choices=("identifier", "city"),
+                    help="recording-wise folds: every clip of one identifier (recording) in one fold")
     cv.add_argument("--cache-dir", default=None)
     cv.add_argument("--force", action="store_true")
     cv.add_argument("--quiet", action="store_true")
@@ -147,7 +155,75 @@ def build_parser() -> argparse.ArgumentParser:
     cx = sub.add_parser("complexity", help="parameters, memory, MACs and challenge limits")
     cx.add_argument("target", nargs="*", help="model names, recipe names/files or checkpoints (default: every model)")
     cx.add_argument("--json", action="store_true")
+    _add_distill(sub)
+    _add_deployment(sub)
     return p
+
+
+def _add_deployment(sub) -> None:
+    """``asclab import`` (published checkpoints) and ``asclab package`` (the DCASE 2025 package)."""
+    im = sub.add_parser("import", help="read a published CPJKU-family checkpoint (DCASE 2024/2025 baselines, "
+                                       "their device containers) into an asclab model file")
+    im.add_argument("src", metavar="CKPT", help="Lightning checkpoint (.ckpt)")
+    im.add_argument("--out", required=True, metavar="FILE", help="asclab model file to write")
+    im.add_argument("--precision", default=None, choices=["fp16", "fp32"],
+                    help="stored weights and inference precision (default: the checkpoint's own)")
+    pk = sub.add_parser("package", help="write the DCASE 2025 installable inference package of a model")
+    pk.add_argument("ckpt", metavar="MODEL", help="run folder or model.ckpt")
+    pk.add_argument("--name", required=True, help="package name, Lastname_INST_task1")
+    pk.add_argument("--out", required=True, metavar="DIR", help="folder to create")
+    pk.add_argument("--index", type=int, default=1, help="submission module number NAME_<index> (default 1)")
+    pk.add_argument("--force", action="store_true", help="replace DIR if it exists")
+
+
+def cmd_import(args) -> int:
+    from asclab.interop import import_checkpoint
+    s = import_checkpoint(args.src, args.out, precision=args.precision)
+    devices = f", device models {', '.join(s['devices'])}" if s["devices"] else ""
+    print(f"{s['layout']}{devices}; {s['precision']} inference")
+    for what, source in s["front_end_from"].items():
+        print(f"  front end {what}: {source}")
+    print(f"wrote {s['out']}")
+    return 0
+
+
+def cmd_package(args) -> int:
+    from asclab.export.package import write_package
+    s = write_package(args.ckpt, args.out, name=args.name, index=args.index, force=args.force)
+    for member, c in s["complexity"].items():
+        print(f"  {member:<6} {c['param_bytes']:>9,} bytes  {c['macs'] / 1e6:6.2f} MMAC  ok")
+    print(f"wrote {s['out']} (module {s['module']}); install with: pip install {s['out']}")
+    return 0
+
+
+def _add_distill(sub) -> None:
+    lg = sub.add_parser("logits", help="teacher logits of runs for every training and test clip (HDF5)",
+                        description="Every labelled clip's logits from each run and their mean, keyed by file name, "
+                                    "with file hashes, the runs' recipes and the class order; or --import-cpjku.")
+    lg.add_argument("runs", nargs="*", metavar="RUN", help="run folders or model files (ensemble folders: each member)")
+    lg.add_argument("--data", required=True)
+    lg.add_argument("--out", required=True, metavar="FILE", help="teacher file, e.g. teachers.h5")
+    lg.add_argument("--duration", type=float, default=None, help="clip length in seconds (default: the first run's)")
+    lg.add_argument("--batch-size", type=int, default=32)
+    lg.add_argument("--no-hash", action="store_true", help="do not record a sha256 of each audio file")
+    lg.add_argument("--import-cpjku", default=None, metavar="TENSOR",
+                    help="import a CPJKU-form logits tensor (.pt/.npy) whose rows follow --meta")
+    lg.add_argument("--meta", default=None, metavar="CSV", help="with --import-cpjku: the metadata CSV of its rows")
+    lg.add_argument("--classes", default=None, help="with --import-cpjku: the tensor's column order, comma-separated "
+                    "(default: the data set's classes)")
+    lg.add_argument("--quiet", action="store_true")
+
+    te = sub.add_parser("teachers", help="train teacher recipes and write their logits (per fold with --folds)")
+    te.add_argument("recipes", nargs="+", metavar="RECIPE")
+    te.add_argument("--data", required=True)
+    te.add_argument("--out", required=True)
+    te.add_argument("--folds", type=int, default=None, help="per-fold teachers for cross-validation (first K folds)")
+    te.add_argument("--group-by", default=None, choices=("identifier", "city"), help="recording-wise folds")
+    te.add_argument("--duration", type=float, default=None, help="clip length of the logits (default: the teachers')")
+    te.add_argument("--cache-dir", default=None)
+    te.add_argument("--force", action="store_true")
+    te.add_argument("--quiet", action="store_true")
+    _add_overrides(te)
 
 
 def cmd_data(args) -> int:
@@ -220,14 +296,15 @@ def cmd_features(args) -> int:
         what = ("up to date" if r["up_to_date"] else
                 f"{r['shards_computed']} shard(s) computed, {r['shards_reused']} reused"
                 + (f", {r['shards_damaged']} damaged and rebuilt" if r["shards_damaged"] else ""))
-        print(f"{r['split']:<5} {r['clips']:>6} clips  {what}  ({r['seconds']} s)  {r['path']}")
+        print(f"{r['split']:<10} {r['clips']:>6} clips  {what}  ({r['seconds']} s)  {r['path']}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from asclab.api import evaluate_run
     m = evaluate_run(args.ckpt, args.data, out_dir=args.out, tta=args.tta, ensemble=args.ensemble,
-                     progress=not args.quiet, on_error="skip" if args.skip_bad else "raise")
+                     progress=not args.quiet, on_error="skip" if args.skip_bad else "raise",
+                     precision=args.precision)
     print(m["text"])
     if m["skipped"]:
         print(f"skipped {len(m['skipped'])} unreadable file(s); listed in metrics.json")
@@ -240,7 +317,8 @@ def cmd_predict(args) -> int:
     from asclab.api import classify_recordings
     from asclab.evaluate.longform import format_table, write_files_csv, write_timeline
     results, skipped = classify_recordings(args.ckpt, args.files, hop=args.hop, batch_size=args.batch_size,
-                                           progress=not args.quiet, on_error="skip" if args.skip_bad else "raise")
+                                           progress=not args.quiet, on_error="skip" if args.skip_bad else "raise",
+                                           device=args.device)
     if args.jsonl:
         for r in results:
             print(json.dumps({**r.to_dict(timeline=True), "top": r.top(args.top)}))
@@ -302,7 +380,7 @@ def cmd_export(args) -> int:
 def cmd_crossval(args) -> int:
     from asclab.api import crossval
     s = crossval(args.recipe, args.data, args.out, folds=args.folds, overrides=_overrides(args),
-                 cache_dir=args.cache_dir, progress=not args.quiet, force=args.force)
+                 cache_dir=args.cache_dir, progress=not args.quiet, force=args.force, group_by=args.group_by)
     for r in s["per_fold"]:
         print(f"fold {r['fold']}: accuracy {r['accuracy']:.3f}  macro {r['macro_accuracy']:.3f}  "
               f"({r['train_seconds']:.0f} s)")
@@ -323,10 +401,41 @@ def cmd_complexity(args) -> int:
     return 0
 
 
+def cmd_logits(args) -> int:
+    if args.import_cpjku:
+        from asclab.distill.cpjku_import import import_cpjku
+        if not args.meta:
+            raise AsclabError("--import-cpjku needs --meta CSV (the metadata file its rows follow)")
+        classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+        s = import_cpjku(args.import_cpjku, args.meta, args.data, args.out, classes=classes)
+        print(f"imported {s['clips']} clips x {len(s['classes'])} classes into {s['out']}")
+        return 0
+    from asclab.distill.compute import compute_teacher_logits
+    s = compute_teacher_logits(args.runs, args.data, args.out, duration=args.duration, batch_size=args.batch_size,
+                               hashes=not args.no_hash, progress=not args.quiet)
+    acc = s.get("test_accuracy_mean_logits")
+    print(f"wrote {s['out']}: {s['clips']} clips, {len(s['members'])} member(s), {s['duration']} s clips"
+          + (f"; test accuracy of the mean logits {acc:.3f} on {s['n_test']} clips" if acc is not None else ""))
+    return 0
+
+
+def cmd_teachers(args) -> int:
+    from asclab.distill.workflow import train_teachers
+    s = train_teachers(args.recipes, args.data, args.out, folds=args.folds, group_by=args.group_by,
+                       overrides=_overrides(args), cache_dir=args.cache_dir, progress=not args.quiet,
+                       force=args.force, duration=args.duration)
+    if "ensemble_accuracy" in s:
+        a = s["ensemble_accuracy"]
+        print(f"teacher ensemble accuracy {a['mean']:.3f} +- {a['std']:.3f} over {len(s['folds'])} folds")
+    print(f"teacher files: {s.get('teacher_file') or s['teachers']['out']} ({s['total_seconds']:.0f} s)")
+    return 0
+
+
 COMMANDS = {"demo": cmd_demo, "data": cmd_data, "recipes": cmd_recipes, "train": cmd_train, "features": cmd_features,
             "evaluate": cmd_evaluate,
             "predict": cmd_predict, "complexity": cmd_complexity, "submit": cmd_submit, "export": cmd_export,
-            "crossval": cmd_crossval}
+            "crossval": cmd_crossval, "logits": cmd_logits, "teachers": cmd_teachers}
+COMMANDS.update({"import": cmd_import, "package": cmd_package})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except AsclabError as exc:
-        print(f"asclab: error: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).replace("\r", "\\r").replace("\n", "\\n").splitlines())
+        print(f"asclab: error: {one_line}", file=sys.stderr)  # a file name may hold a newline
         return 2
     except BrokenPipeError:  # output piped into head & co.
         return 0

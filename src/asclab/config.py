@@ -28,17 +28,23 @@ TOP_LEVEL_KEYS = {
 
 DEFAULTS: dict[str, Any] = {
     "data": {"duration": None, "split": None, "test_fold": None, "class_map": None,
-             "balance": None, "major_device": "a", "on_error": "raise"},
+             "balance": None, "major_device": "a", "on_error": "raise",
+             "group_folds": None,  # {folds: K, by: identifier}: recording-wise folds (asclab.data.group_folds)
+             "validation": None,  # {fraction: 0.1, by: identifier}: carved from training (asclab.data.validation)
+             "allow_outside": False,
+             "classes": None},  # the class list (a manifest may also declare it in classes.txt)  # listed files may resolve outside the data folder (../, absolute, symlinks)
     "features": {},
     "model": {"name": "cp_mobile"},
     "loss": {"name": "ce"},
-    "augment": {"waveform": [], "spec": [], "mix": None},
+    "augment": {"waveform": [], "spec": [], "mix": None,
+                "mel_power": []},  # masks of the mel power before the log (DCASE 2024 baseline)
     "optim": {"name": "adam", "lr": 1e-3},
     "schedule": {"name": "cosine"},
     "train": {"epochs": 10, "batch_size": 32, "seed": 0, "num_workers": 0,
               "train_crop_frames": None, "cache_features": True, "precision": "32-true",
               "val_every": 1, "deterministic": False,
-              "keep": "best"},  # weights kept: "best" (validation macro accuracy) or "last" epoch
+              "drop_last": None,  # None: drop the last incomplete batch when a full one exists; false: keep it
+              "keep": "last"},  # weights kept: "last" epoch, or "best" on data.validation (asclab.data.validation)
     "inference": {"tta": 0, "tta_augment": [], "openset": None, "window_hop": None},
     "device_head": None,
     "workflow": None,
@@ -59,9 +65,28 @@ def list_recipes() -> dict[str, str]:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's safe loader, refusing a key given twice in one mapping (yaml keeps the last)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     except OSError as exc:
@@ -147,7 +172,21 @@ def load_recipe(name_or_path: str | Path | dict, overrides: list[str] | None = N
     recipe = apply_overrides(recipe, overrides or [])
     if not recipe.get("model", {}).get("name"):
         raise ConfigError(f"recipe {recipe.get('name')!r}: model.name is required")
+    validate(recipe)
     return recipe
+
+
+def validate(recipe: dict):
+    """The typed configuration (``asclab.schema.RecipeConfig``) of a merged recipe; every
+    key checked once (unknown keys, types, ranges, allowed values, settings that clash)."""
+    from asclab.schema import validate_recipe  # imports the builders' tables, which import this module
+    return validate_recipe(recipe)
+
+
+def load_config(name_or_path: str | Path | dict, overrides: list[str] | None = None):
+    """``(recipe dict, typed RecipeConfig)``: :func:`load_recipe`, validated once."""
+    recipe = load_recipe(name_or_path, overrides)
+    return recipe, validate(recipe)
 
 
 def dump_recipe(recipe: dict) -> str:

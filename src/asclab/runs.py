@@ -2,14 +2,21 @@
 git revision), so every number can be traced to the command that made it."""
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import platform
+import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from asclab import __version__
 from asclab.config import dump_recipe
+from asclab.errors import AsclabError
 from asclab.io import write_json, write_text
 
 
@@ -43,3 +50,118 @@ def record_run(out_dir: Path, recipe: dict, command: list[str] | None = None, **
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command or sys.argv,
         "environment": environment(), **extra,
     })
+
+
+# ------------------------------------------------------------- claiming a run folder
+RUN_MARKERS = ("run_info.json", "recipe.yaml", "model.ckpt", "summary.json", "ensemble.json")
+
+
+def lock_path(out_dir: Path) -> Path:
+    """The lock file of a run folder: beside it, so that nothing is written into the
+    folder before the recipe and the data have been checked."""
+    out_dir = Path(out_dir).absolute()
+    return out_dir.parent / f".{out_dir.name}.asclab-lock"
+
+
+def is_asclab_run(path: Path) -> bool:
+    return any((Path(path) / m).exists() for m in RUN_MARKERS)
+
+
+def check_out_folder(out_dir: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty folder that is not an asclab run."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AsclabError(f"{out_dir}: --out must be a folder, and this is a file")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_asclab_run(out_dir):
+        raise AsclabError(f"{out_dir}: --out is a non-empty folder that is not an asclab run; "
+                          "choose an empty or new folder")
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another asclab run"
+    return f"asclab run pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+
+
+class RunLock:
+    """An exclusive ``fcntl.flock`` on a run folder's lock file, holding pid, host and start
+    time. A second process asking for the same folder is refused at once (AsclabError
+    naming the holder). The lock goes with the process, so a killed run leaves no lock."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = lock_path(self.out_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AsclabError(f"{self.out_dir}: cannot create the folder ({exc.strerror})") from None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise AsclabError(f"{self.out_dir}: cannot write beside the folder ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise AsclabError(f"{self.out_dir}: in use by {_holder(self.path)}; wait for it to finish "
+                                  "or choose another --out") from None
+            try:  # the holder before us may have removed the file after we opened it
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "folder": str(self.out_dir)}
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def has_checkpoint(out_dir: Path) -> bool:
+    """Whether a run got as far as its first checkpoint (then it can be resumed)."""
+    out_dir = Path(out_dir)
+    return any(out_dir.glob("**/checkpoints/*.ckpt")) or (out_dir / "model.ckpt").exists()
+
+
+@contextlib.contextmanager
+def claim_run_folder(out_dir: str | Path, *, lock: bool = True) -> Iterator[Path]:
+    """Check ``--out``, lock it for this run, and, if the run fails before its first
+    checkpoint in a folder it created, remove the folder: no half run is left behind."""
+    out = Path(out_dir)
+    check_out_folder(out)
+    fresh = lock and not out.exists()  # only the process that holds the folder cleans it up
+    held = RunLock(out).acquire() if lock else None
+    try:
+        yield out
+    except BaseException:
+        if fresh and out.is_dir() and not has_checkpoint(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        if held is not None:
+            held.release()

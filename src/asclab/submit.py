@@ -26,6 +26,7 @@ from asclab.data.tables import read_table
 from asclab.data.tau import read_fold_list
 from asclab.errors import AsclabError, ComplexityError, ConfigError, DataError
 from asclab.evaluate.inference import Predictor
+from asclab.evaluate.openset import OpenSetRule, decide
 from asclab.evaluate.longform import Windowing, audio_files, classify_files, torch_probs_fn
 from asclab.io import write_text
 from asclab.train.checkpoint import resolve_checkpoint
@@ -49,13 +50,19 @@ def check_complexity(predictor: Predictor, year: int) -> dict | None:
     key = YEAR_RULES[year]
     if key is None:
         return None
+    from asclab.models.device_container import DeviceContainer
+
     bits = stored_bits(predictor)
-    report = complexity_report(predictor.model, default_input_shape(predictor.fcfg, 1.0), bits=bits)
-    verdict = dict(report["challenges"][key], bits=bits, params=report["params"],
-                   nonzero_params=report["nonzero_params"])
-    if not verdict["pass"]:
-        limit = next(lim for lim in CHALLENGE_LIMITS if lim.key == key)
-        raise ComplexityError(f"model breaks the {limit.title} limits for {year}: {_excess(verdict)}")
+    container = isinstance(predictor.model, DeviceContainer)  # 2025: each device model on its own
+    members = predictor.model.members() if container else {"": predictor.model}
+    for member, net in members.items():
+        report = complexity_report(net, default_input_shape(predictor.fcfg, 1.0), bits=bits)
+        verdict = dict(report["challenges"][key], bits=bits, params=report["params"],
+                       nonzero_params=report["nonzero_params"])
+        if not verdict["pass"]:
+            limit = next(lim for lim in CHALLENGE_LIMITS if lim.key == key)
+            which = f"device model {member!r}" if container else "model"
+            raise ComplexityError(f"{which} breaks the {limit.title} limits for {year}: {_excess(verdict)}")
     return verdict
 
 
@@ -93,10 +100,12 @@ def evaluation_files(eval_dir: str | Path) -> list[tuple[str, Path]]:
     return [(f.relative_to(root).as_posix(), f) for f in audio_files([root])]
 
 
-def submission_text(names: list[str], probs: np.ndarray, classes: list[str]) -> str:
+def submission_text(names: list[str], probs: np.ndarray, classes: list[str], rule: OpenSetRule | None = None) -> str:
+    """The TAB-separated file; ``scene_label`` is ``openset.decide`` (the model's open-set rule, if any),
+    the probability columns are unweighted."""
     lines = ["\t".join(["filename", "scene_label", *classes])]
     for name, p in zip(names, probs):
-        lines.append("\t".join([name, classes[int(np.argmax(p))], *(f"{v:.6f}" for v in p)]))
+        lines.append("\t".join([name, classes[int(decide(p, classes, rule))], *(f"{v:.6f}" for v in p)]))
     return "\n".join(lines) + "\n"
 
 
@@ -114,15 +123,18 @@ def write_submission(ckpt: str | Path, data: str | Path, out: str | Path, *, yea
         raise DataError(f"{missing[0][1]}: listed evaluation file not found ({len(missing)} missing in all)")
     skipped: list = [(str(p), "file not found") for _, p in missing]
     files = [(name, p) for name, p in files if Path(p).is_file()]
-    win = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration, hop)
+    win = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration, hop,
+                              whole_file=pred.whole_file, resampler=pred.fcfg.resampler,
+                              feature_hop=pred.fcfg.hop_length)
     results = classify_files([p for _, p in files], torch_probs_fn(pred), pred.classes, win,
-                             batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress)
+                             batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress,
+                             rule=pred.openset)
     by_path = {str(r.path): r for r in results}
     kept = [(name, by_path[str(p)]) for name, p in files if str(p) in by_path]
     if not kept:
         raise AsclabError(f"{data}: none of the {len(files)} evaluation files could be classified")
     probs = np.stack([r.probs for _, r in kept])
-    write_text(out, submission_text([name for name, _ in kept], probs, pred.classes))
+    write_text(out, submission_text([name for name, _ in kept], probs, pred.classes, pred.openset))
     return {"out": str(out), "year": year, "n_files": len(kept), "classes": pred.classes,
             "complexity": verdict, "skipped": [{"file": f, "reason": why} for f, why in skipped],
             "window": win.window, "hop": win.hop_seconds,

@@ -2,9 +2,11 @@
 from asclab.augment._base import Compose
 from asclab.augment.build import (
     BATCH_MIXES,
+    MEL_POWER_AUGMENTS,
     SPEC_AUGMENTS,
     WAVEFORM_AUGMENTS,
     build_batch_mix,
+    build_mel_power_augment,
     build_spec_augment,
     build_waveform_augment,
 )
@@ -24,6 +26,7 @@ from asclab.augment.waveform import (
     ChannelSwap,
     GaussianNoise,
     PitchShift,
+    TimeRoll,
     TimeStretch,
     VolumeChange,
     phase_vocoder_stretch,
@@ -32,9 +35,9 @@ from asclab.augment.waveform import (
 )
 
 __all__ = [
-    "BATCH_MIXES", "SPEC_AUGMENTS", "WAVEFORM_AUGMENTS", "BatchMixChoice", "BatchMixSequence", "ChannelSwap", "Compose",
+    "BATCH_MIXES", "MEL_POWER_AUGMENTS", "SPEC_AUGMENTS", "WAVEFORM_AUGMENTS", "BatchMixChoice", "BatchMixSequence", "ChannelSwap", "Compose",
     "CutMix", "FreqMask", "FreqMix", "FreqMixStyle", "GaussianNoise", "Mixup", "MixupWithCrop",
-    "PitchShift", "RandomTimeCrop", "SpecMask", "TemporalShuffle", "TimeMask", "TimeStretch", "VolumeChange",
-    "build_batch_mix", "build_spec_augment", "build_waveform_augment", "one_hot", "phase_vocoder_stretch",
+    "PitchShift", "RandomTimeCrop", "SpecMask", "TemporalShuffle", "TimeMask", "TimeRoll", "TimeStretch", "VolumeChange",
+    "build_batch_mix", "build_mel_power_augment", "build_spec_augment", "build_waveform_augment", "one_hot", "phase_vocoder_stretch",
     "pitch_shift", "soft_targets", "volume_curve",
 ]

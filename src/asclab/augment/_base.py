@@ -48,9 +48,12 @@ class Compose(nn.Module):
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None,
+                devices: list[str | None] | None = None) -> Tensor:
+        """``devices``: the clips' recording device names, for transforms that select by
+        device (``uses_devices``, e.g. the device impulse responses); the others ignore it."""
         for t in self.transforms:
-            x = t(x, generator=generator)
+            x = t(x, generator=generator, devices=devices) if getattr(t, "uses_devices", False) else t(x, generator=generator)
         return x
 
     def __len__(self) -> int:

@@ -1,14 +1,16 @@
 """Build augmentation pipelines from a recipe's YAML (constructor kwargs are the keys)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Sequence
 
 import torch.nn as nn
 
 from asclab.augment._base import Compose
+from asclab.augment.dir import DeviceImpulseResponse
 from asclab.augment.mixing import BatchMixChoice, BatchMixSequence, CutMix, FreqMix, FreqMixStyle, Mixup, MixupWithCrop
 from asclab.augment.spectrogram import FreqMask, RandomTimeCrop, SpecMask, TemporalShuffle, TimeMask
-from asclab.augment.waveform import ChannelSwap, GaussianNoise, PitchShift, TimeStretch, VolumeChange
+from asclab.augment.waveform import ChannelSwap, GaussianNoise, PitchShift, TimeRoll, TimeStretch, VolumeChange
 from asclab.config import build_named
 from asclab.errors import ConfigError
 
@@ -18,6 +20,8 @@ WAVEFORM_AUGMENTS: dict[str, type[nn.Module]] = {
     "time_stretch": TimeStretch,
     "volume": VolumeChange,
     "channel_swap": ChannelSwap,
+    "dir": DeviceImpulseResponse,
+    "roll": TimeRoll,
 }
 SPEC_AUGMENTS: dict[str, type[nn.Module]] = {
     "time_crop": RandomTimeCrop,
@@ -26,6 +30,13 @@ SPEC_AUGMENTS: dict[str, type[nn.Module]] = {
     "spec_mask": SpecMask,
     "temporal_shuffle": TemporalShuffle,
     "channel_swap": ChannelSwap,
+}
+# Masks of the mel POWER, before the log (``augment.mel_power``; the DCASE 2024 baseline's
+# torchaudio FrequencyMasking/TimeMasking): fill 0 there becomes log(log_eps) after the log.
+MEL_POWER_AUGMENTS: dict[str, type[nn.Module]] = {
+    "freq_mask": FreqMask,
+    "time_mask": TimeMask,
+    "spec_mask": SpecMask,
 }
 BATCH_MIXES: dict[str, type[nn.Module]] = {
     "mixup": Mixup,
@@ -52,15 +63,34 @@ def _build_list(table: Mapping[str, type], cfgs: Sequence[Mapping[str, Any]] | N
 def build_waveform_augment(cfgs: Sequence[Mapping[str, Any]] | None, sample_rate: int | None = None) -> Compose:
     """Waveform pipeline, e.g. ``[{name: pitch_shift, p: 0.5}, {name: volume}]``; call as ``aug(x, generator)``.
 
-    ``sample_rate`` is accepted for the callers' convenience; no transform needs
-    it (all their parameters are relative to the clip).
+    ``sample_rate`` is given to the transforms that take one (the device impulse
+    responses are resampled to it); the others' parameters are relative to the clip.
     """
-    return _build_list(WAVEFORM_AUGMENTS, cfgs, "waveform augmentation")
+    what = "waveform augmentation"
+    if cfgs is None or isinstance(cfgs, (Mapping, str)):
+        return _build_list(WAVEFORM_AUGMENTS, cfgs, what)
+    return Compose(_build_waveform(c, sample_rate, what) for c in cfgs)
+
+
+def _build_waveform(cfg: Mapping[str, Any], sample_rate: int | None, what: str) -> nn.Module:
+    cls = WAVEFORM_AUGMENTS.get(cfg.get("name")) if isinstance(cfg, Mapping) else None
+    if cls is None or "sample_rate" not in inspect.signature(cls).parameters:
+        return construct(WAVEFORM_AUGMENTS, cfg, what)
+    if sample_rate is None:
+        raise ConfigError(f"{what} {cfg['name']!r} needs the recipe's sample rate")
+    return build_named(WAVEFORM_AUGMENTS, cfg, what, sample_rate=int(sample_rate))
 
 
 def build_spec_augment(cfgs: Sequence[Mapping[str, Any]] | None) -> Compose:
     """Feature pipeline, e.g. ``[{name: time_crop, frames: 400}, {name: time_mask, max_fraction: 0.1}]``."""
     return _build_list(SPEC_AUGMENTS, cfgs, "spectrogram augmentation")
+
+
+def build_mel_power_augment(cfgs: Sequence[Mapping[str, Any]] | None) -> Compose:
+    """Masks applied to the mel power spectrogram before the log, e.g. ``[{name: freq_mask,
+    max_width: 48}]`` (the DCASE 2024 baseline); the trainer passes it to the feature
+    extractor as its ``mel_power_hook`` while training, so features are computed per batch."""
+    return _build_list(MEL_POWER_AUGMENTS, cfgs, "mel power augmentation")
 
 
 def build_batch_mix(cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> nn.Module | None:

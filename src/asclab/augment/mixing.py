@@ -1,6 +1,7 @@
 """Batch-level mixing: each example i is mixed with partner ``perm[i]`` (a random
-permutation of the batch) and the targets become soft: Tensor[B, K], rows
-summing to one.
+permutation of the batch without fixed points, :func:`partners`: a clip is never
+mixed with itself) and the targets become soft: Tensor[B, K], rows summing to one.
+A batch of one example is not mixed.
 
 Every mix module is called as ``mix(x, targets, generator=None, num_classes=None)``
 and returns ``(x_mixed, soft_targets)``; ``targets`` are class indices
@@ -35,6 +36,17 @@ def soft_targets(targets: Tensor, num_classes: int | None = None) -> Tensor:
     return one_hot(targets, num_classes)
 
 
+def partners(n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """A random permutation without fixed points (``perm[i] != i`` for n >= 2): the examples in a
+    random order, each paired with the next one in it (one cycle through the batch). The
+    papers do not state how partners are drawn; a plain ``randperm`` pairs an example with
+    itself in about 63 % of batches, which wastes that example's mixing. n = 1 gives [0]."""
+    order = randperm(n, generator, device)
+    perm = torch.empty_like(order)
+    perm[order] = order.roll(-1)
+    return perm
+
+
 def _expand(w: Tensor, like: Tensor) -> Tensor:
     return w.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
@@ -49,8 +61,10 @@ class BatchMix(nn.Module):
     def forward(self, x: Tensor, targets: Tensor, generator: torch.Generator | None = None,
                 num_classes: int | None = None) -> tuple[Tensor, Tensor]:
         y = soft_targets(targets, num_classes).to(x.device)
-        perm = randperm(x.shape[0], generator, x.device)
+        perm = partners(x.shape[0], generator, x.device)
         apply = bernoulli(x.shape[0], self.p, generator, x.device)
+        if x.shape[0] < 2:  # no partner: not mixed (a crop still applies)
+            apply = torch.zeros_like(apply)
         return self.mix(x, y, perm, apply, generator)
 
     def mix(self, x: Tensor, y: Tensor, perm: Tensor, apply: Tensor,
@@ -216,7 +230,9 @@ class FreqMixStyle(BatchMix):
         if float(uniform(1, 0.0, 1.0, generator)) >= self.p:
             return x, y
         b = x.shape[0]
-        perm = randperm(b, generator, x.device)
+        if b < 2:  # no partner to take statistics from
+            return x, y
+        perm = partners(b, generator, x.device)
         mu = x.mean(dim=(1, 3), keepdim=True).detach()
         sig = (x.var(dim=(1, 3), keepdim=True) + self.eps).sqrt().detach()
         lam = _expand(beta(b, self.alpha, generator=generator, device=x.device), x)

@@ -11,7 +11,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from asclab.augment._base import RandomTransform
-from asclab.augment._random import randint
+from asclab.augment._random import rand, randint
 from asclab.errors import ConfigError
 
 
@@ -52,8 +52,9 @@ class _AxisMask(RandomTransform):
     axis = -1
 
     def __init__(self, max_fraction: float = 0.1, num_masks: int = 1, fill: float | str = 0.0, p: float = 1.0,
-                 max_width: int | None = None) -> None:
+                 max_width: int | None = None, continuous: bool = False) -> None:
         super().__init__(p)
+        self.continuous = bool(continuous)
         if max_width is not None and int(max_width) < 0:
             raise ConfigError(f"max_width must be non-negative, got {max_width!r}")
         self.max_width = None if max_width is None else int(max_width)
@@ -71,9 +72,15 @@ class _AxisMask(RandomTransform):
         pos = torch.arange(size, device=device)
         masked = torch.zeros(b, size, dtype=torch.bool, device=device)
         for _ in range(self.num_masks):
-            width = randint(b, max_w + 1, generator, device)
-            start = randint(b, size - width + 1, generator, device)
-            masked |= (pos >= start[:, None]) & (pos < (start + width)[:, None])
+            if self.continuous:  # torchaudio's mask_along_axis_iid: real width and start, then truncated
+                value = rand(b, generator, device).double() * max_w
+                low = rand(b, generator, device).double() * (size - value)
+                start, end = low.long(), (low + value).long()
+            else:
+                width = randint(b, max_w + 1, generator, device)
+                start = randint(b, size - width + 1, generator, device)
+                end = start + width
+            masked |= (pos >= start[:, None]) & (pos < end[:, None])
         return masked & apply[:, None]
 
     def transform(self, x: Tensor, apply: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -99,7 +106,10 @@ class TimeMask(_AxisMask):
     ``fill`` (a number, or "mean": the example's mean). With one mask at most
     10 % of the frames are covered. ``max_width`` (a count of frames) replaces
     the fraction, like torchaudio's ``time_mask_param`` (e.g. the DCASE 2024
-    baseline's frequency mask of up to 48 bins).
+    baseline's frequency mask of up to 48 bins). ``continuous: true`` draws as
+    torchaudio's ``iid_masks`` do: v ~ U[0, max_width), s ~ U[0, size - v),
+    bins floor(s) .. floor(s + v) - 1 masked (the mean width is the same, the
+    integer draw's largest width is a little likelier).
     """
 
     axis = -1

@@ -199,13 +199,15 @@ def default_input_shape(feature_cfg: FeatureConfig, seconds: float = 1.0) -> tup
 
     Frames as librosa's STFT gives them (``1 + n // hop`` when centred,
     ``1 + (n - n_fft) // hop`` otherwise); deltas computed without padding
-    (``FeatureConfig.delta_padding=False``) remove ``delta_width - 1`` frames.
+    (``FeatureConfig.delta_padding=False``) remove ``delta_width - 1`` frames per
+    pass, two passes (delta, delta-delta): 2 (delta_width - 1), e.g. 431 -> 423 for width 5,
+    as the feature extractor gives.
     """
     n = int(round(seconds * feature_cfg.sample_rate))
     hop = feature_cfg.hop_length
     frames = 1 + n // hop if feature_cfg.center else 1 + (n - feature_cfg.n_fft) // hop
     if feature_cfg.deltas and not feature_cfg.delta_padding:
-        frames -= feature_cfg.delta_width - 1
+        frames -= 2 * (feature_cfg.delta_width - 1)
     if frames < 1:
         raise ConfigError(f"{seconds} s of audio gives no frames with these feature settings")
     return (1, feature_cfg.in_chans, feature_cfg.n_mels, frames)
@@ -257,13 +259,13 @@ def _num(n: float | None, scale: float = 1.0, digits: int = 0) -> str:
 def format_report(reports: dict[str, dict]) -> str:
     """A terminal table: one row per model, one verdict column per challenge."""
     keys = [lim.key for lim in CHALLENGE_LIMITS]
-    header = ["model", "params", "non-zero", "KiB@bits", "MMAC nessi", "MMAC conv", "input"] + keys
+    header = ["model", "params", "non-zero", "KiB@bits", "MACs nessi", "MMAC conv", "input"] + keys
     rows = [header]
     for name, r in reports.items():
         size = math.ceil(r["params"] * r["bits"] / 8)
         row = [
             name, _num(r["params"]), _num(r["nonzero_params"]), f"{size / 1024:,.1f}@{r['bits']}",
-            _num(r["macs"]["nessi"], 1e6, 2), _num(r["macs"]["conv_linear"], 1e6, 2),
+            _num(r["macs"]["nessi"]), _num(r["macs"]["conv_linear"], 1e6, 2),
             "x".join(str(s) for s in r["input_shape"][1:]),
         ]
         for k in keys:
@@ -280,4 +282,6 @@ def format_report(reports: dict[str, dict]) -> str:
     notes = [f"{lim.key}: {lim.title}, {lim.max_param_bytes:,} bytes of "
              f"{'non-zero' if lim.nonzero_only else 'all'} parameters"
              + (f", {lim.max_macs:,} MACs" if lim.max_macs else "") for lim in CHALLENGE_LIMITS]
-    return "\n".join(lines + [""] + notes)
+    inputs = [f"{name}: input {'x'.join(str(s) for s in r['input_shape'][1:])}, {r['input_source']}"
+              for name, r in reports.items() if r.get("input_source")]
+    return "\n".join(lines + [""] + notes + ([""] + inputs if inputs else []))

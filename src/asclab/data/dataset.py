@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from asclab.data.audio import audio_info, load_audio
+from asclab.data.audio import audio_info, check_not_near_empty, load_audio
 from asclab.data.records import Record
 from asclab.data.tables import ErrorPolicy, Skipped
 from asclab.errors import DataError
@@ -67,6 +67,7 @@ class WaveformDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
+        check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
         wave = load_audio(rec.path, self.sample_rate, self.channels, self.duration)
         return {
             "wave": torch.from_numpy(wave),

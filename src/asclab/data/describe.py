@@ -14,7 +14,8 @@ def describe(index: DatasetIndex, max_skipped: int = 10) -> str:
     layout = s["layout"] + (f" ({s['split_file']})" if s["split_file"] else "")
     layout += f", test fold {s['test_fold']}" if s["test_fold"] is not None else ""
     lines.append(f"layout:   {layout}")
-    lines.append(f"records:  {s['records']} in {len(s['class_list'])} classes; skipped: {s['skipped']}")
+    recordings = f" from {s['recordings']} recordings" if s.get("recordings") else ""
+    lines.append(f"records:  {s['records']} in {len(s['class_list'])} classes{recordings}; skipped: {s['skipped']}")
     splits = list(s["by_split"])
     for key, title in (("classes", "class"), ("devices", "device"), ("cities", "city")):
         lines.append("")

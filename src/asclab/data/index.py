@@ -7,16 +7,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from asclab.data.classmaps import CLASS_MAPS
+from asclab.data.classmaps import CLASS_MAPS, TAU_SCENES
 from asclab.data.dcase2024 import available_splits, read_dcase2024, resolve_split
+from asclab.data.dcase2025 import SPLIT_NAME as DCASE2025, TRAIN_SPLIT as DCASE2025_TRAIN, read_dcase2025
 from asclab.data.folders import ESC_FOLD_PATTERN, read_class_folders
+from asclab.data.group_folds import assign_group_folds, group_folds_from_config
 from asclab.data.manifest import read_manifest
 from asclab.data.records import Record
 from asclab.data.tables import ErrorPolicy, Skipped, where
 from asclab.data.tau import read_tau
+from asclab.data.tut import is_tut_layout, read_tut
 from asclab.errors import AsclabError, ConfigError, DataError
 
-LAYOUTS = ("tau", "dcase2024", "manifest", "folders")
+LAYOUTS = ("tau", "tut", "dcase2024", "dcase2025", "manifest", "folders")
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 UNASSIGNED = "unassigned"
 SPLIT_ORDER = ("train", "test", "evaluate", UNASSIGNED)
@@ -68,7 +71,8 @@ class DatasetIndex:
         return [r for r in self.records if r.split == "evaluate"]
 
     def summary(self) -> dict:
-        """Counts per class, device, city, split and fold, overall and per split."""
+        """Counts per class, device, city, split and fold, overall and per split; ``recordings``
+        is the number of distinct identifiers (recordings, or TAU locations)."""
 
         def counts(records: Sequence[Record]) -> dict:
             return {
@@ -88,6 +92,7 @@ class DatasetIndex:
             "split_file": self.split,
             "test_fold": self.test_fold,
             "records": len(self.records),
+            "recordings": len({r.identifier for r in self.records if r.identifier is not None}),
             "class_list": list(self.classes),
             **counts(self.records),
             "splits": {k: len(v) for k, v in by_split.items()},
@@ -112,6 +117,8 @@ def detect_layout(root: str | Path) -> str:
         raise DataError(f"{root}: data set not found")
     if available_splits(root):
         return "dcase2024"
+    if is_tut_layout(root):
+        return "tut"
     if (root / "meta.csv").is_file() or (root / "evaluation_setup").is_dir():
         return "tau"
     if (root / "manifest.csv").is_file():
@@ -131,6 +138,8 @@ def open_dataset(
     layout: str | None = None,
     strip_number_prefix: bool = False,
     fold_pattern: str | None = ESC_FOLD_PATTERN,
+    group_folds: Mapping | None = None,
+    allow_outside: bool = False,
 ) -> DatasetIndex:
     """Read a data set, auto-detecting its layout.
 
@@ -147,6 +156,10 @@ def open_dataset(
     apply to class folders (see ``read_class_folders``). A path to a TAU
     ``meta.csv`` opens its folder. Each record's ``extra`` holds the
     metadata ``source`` file, its ``row`` and the listed ``filename``.
+    A TUT 2016/2017 root (``meta.txt``, ``evaluation_setup/foldK_*.txt``) -> "tut".
+    ``group_folds`` (``{folds: K, by: identifier, seed: 0}``, the recipe's
+    ``data.group_folds``) replaces any folds with K recording-wise folds
+    (``asclab.data.group_folds``) before ``test_fold`` is applied.
     """
     root = Path(root)
     if root.is_file() and root.name == "meta.csv" and layout is None:
@@ -157,7 +170,12 @@ def open_dataset(
     policy = ErrorPolicy(on_error)
     skipped = policy.skipped
     split_name = None
-    if layout == "dcase2024":
+    if layout == "dcase2024" and split == DCASE2025:  # the 2024 files read the 2025 way (asclab.data.dcase2025)
+        layout = "dcase2025"
+    if layout == "dcase2025":
+        split_name = DCASE2025_TRAIN
+        records = read_dcase2025(root, check_files=check_files, on_error=on_error, skipped=skipped)
+    elif layout == "dcase2024":
         split_name, _ = resolve_split(root, split)
         records = read_dcase2024(root, split=split_name, check_files=check_files, on_error=on_error, skipped=skipped)
     elif layout == "tau":
@@ -165,6 +183,10 @@ def open_dataset(
             raise ConfigError(f"split={split!r}: a TAU layout takes split=None or 'evaluate' (adds fold1_test)")
         records = read_tau(root, include_evaluate=split == "evaluate", check_files=check_files,
                            on_error=on_error, skipped=skipped)
+    elif layout == "tut":
+        if split is not None:
+            raise ConfigError(f"split={split!r}: a TUT 2016/2017 layout has folds, not named splits (use test_fold)")
+        records = read_tut(root, check_files=check_files, on_error=on_error, skipped=skipped)
     else:
         if split is not None:
             raise ConfigError(f"split={split!r} applies to DCASE 2024 (split5 ... split100) and TAU ('evaluate') layouts")
@@ -174,10 +196,20 @@ def open_dataset(
         else:
             records = read_class_folders(root, strip_number_prefix=strip_number_prefix, fold_pattern=fold_pattern,
                                          on_error=on_error, skipped=skipped)
+    if not allow_outside:
+        records = inside_root(records, root if root.is_dir() else root.parent, policy)
+    if classes is None and layout == "manifest":
+        classes = declared_classes(root if root.is_dir() else root.parent)
+    if classes is None and class_map is None and layout in ("tau", "dcase2024"):
+        records = tau_labels(records, policy)  # the data set's own class list: the ten scenes
     records = map_labels(records, class_map, classes, policy)
     if not records:
         first = f"; first problem: {where(*skipped[0][:2])}{skipped[0][2]}" if skipped else ""
         raise DataError(f"{root}: no usable records ({len(skipped)} skipped{first})")
+    grouping = group_folds_from_config(group_folds)
+    if grouping is not None:
+        k, by, seed = grouping
+        records = assign_group_folds([r for r in records if r.label is not None], k, by=by, seed=seed)
     if test_fold is not None:
         records = assign_test_fold(records, test_fold, root, policy)
     if classes is not None:
@@ -254,3 +286,60 @@ def is_synthetic(folder: Path) -> bool:
         return bool(json.loads(marker.read_text(encoding="utf-8")).get("synthetic"))
     except (ValueError, OSError, AttributeError):
         return False
+
+
+def inside_root(records: list[Record], root: Path, policy: ErrorPolicy) -> list[Record]:
+    """Refuse (report at its metadata row) a listed file that resolves outside the data
+    folder: ``../``, an absolute path or a symlink leading out (``data.allow_outside: true``
+    allows them)."""
+    base = Path(root).resolve()
+    out = []
+    for rec in records:
+        target = Path(rec.path).resolve()
+        if target != base and base not in target.parents:
+            policy.report(rec.extra.get("source", rec.path), rec.extra.get("row"),
+                          f"{rec.extra.get('filename', rec.path)} resolves outside the data folder {base} "
+                          "(refused; --set data.allow_outside=true allows it)")
+            continue
+        out.append(rec)
+    return out
+
+
+CLASSES_FILE = "classes.txt"
+TAU_LABELS = (*TAU_SCENES, "unknown")  # "unknown": the TAU 2019 open-set task (1c)
+
+
+def declared_classes(folder: Path) -> list[str] | None:
+    """A manifest's own class list: ``classes.txt`` beside it, one name a line (None if absent)."""
+    path = Path(folder) / CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the class list ({exc})") from None
+    if not names or len(set(names)) != len(names):
+        raise DataError(f"{path}: the class list must name each class once, one a line")
+    return names
+
+
+def tau_labels(records: list[Record], policy: ErrorPolicy) -> list[Record]:
+    """Refuse (report at its metadata row) a TAU/DCASE label outside the ten scenes."""
+    out = []
+    for rec in records:
+        if rec.label is not None and rec.label not in TAU_LABELS:
+            policy.report(rec.extra.get("source", rec.path), rec.extra.get("row"),
+                          f"label {rec.label!r} of {rec.extra.get('filename', rec.path)} is not one of the TAU "
+                          f"scenes ({', '.join(TAU_SCENES)})")
+            continue
+        out.append(rec)
+    return out
+
+
+def single_clip_classes(records: Sequence[Record]) -> list[str]:
+    """Classes with one labelled clip (reported when the classes come from the labels)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.label is not None:
+            counts[r.label] = counts.get(r.label, 0) + 1
+    return sorted(c for c, n in counts.items() if n == 1)

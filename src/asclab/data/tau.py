@@ -167,7 +167,7 @@ def existing_files(records: list[Record], policy: ErrorPolicy) -> list[Record]:
         else:
             policy.report(rec.extra.get("source", rec.path), rec.extra.get("row"),
                           f"listed audio file {rec.extra.get('filename', rec.path)} not found "
-                          "(check_files=False reads the metadata alone)")
+                          "(asclab data describe --no-check-files reads the metadata alone)")
     return kept
 
 

@@ -14,10 +14,12 @@ from tqdm.auto import tqdm
 
 from asclab.augment import build_spec_augment, build_waveform_augment
 from asclab.data import load_audio
+from asclab.data.audio import check_not_near_empty
 from asclab.data.records import Record
 from asclab.errors import AsclabError
 from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
+from asclab.evaluate.openset import TUNE_WEIGHTS, OpenSetRule, decide, stored_rule, tune_weight
 from asclab.models import create_model
 from asclab.train.checkpoint import ModelFile, load_model_file
 
@@ -32,6 +34,7 @@ class Predictor:
     classes: list[str]
     duration: float | None
     meta: ModelFile
+    precision: str = "fp32"  # "fp16": fp16 weights and inputs (recipe inference.precision; DCASE 2025 packages)
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
@@ -47,26 +50,60 @@ class Predictor:
             raise AsclabError(f"{path}: weights do not fit model {mf.model['name']!r} "
                               f"({str(exc).splitlines()[0][:160]})") from None
         model.eval()
-        return cls(model, FeatureExtractor(fcfg).eval(), fcfg, list(mf.classes), mf.duration, mf)
+        precision = str(((mf.recipe or {}).get("inference") or {}).get("precision") or "fp32")
+        if precision not in ("fp32", "fp16"):
+            raise AsclabError(f"{path}: inference.precision must be fp32 or fp16, got {precision!r}")
+        if precision == "fp16":
+            model.half()
+        return cls(model, FeatureExtractor(fcfg).eval(), fcfg, list(mf.classes), mf.duration, mf, precision)
+
+    def for_device(self, device_id: str | None) -> "Predictor":
+        """This predictor with the model of ``device_id`` (a device container's member; the general
+        model for an unknown id; a single model serves every device)."""
+        from dataclasses import replace
+
+        from asclab.models.device_container import DeviceContainer
+        if not isinstance(self.model, DeviceContainer):
+            return self
+        return replace(self, model=self.model.model_for_device(device_id))
+
+    @property
+    def whole_file(self) -> bool:
+        """Classify a recording as one input by default (recipe ``inference.whole_file``; imported
+        fully convolutional models, as their DCASE 2025 packages do)."""
+        return bool(((self.meta.recipe or {}).get("inference") or {}).get("whole_file"))
+
+    @property
+    def openset(self) -> OpenSetRule | None:
+        """The open-set rule the model file carries (``asclab.evaluate.openset``), or None."""
+        return stored_rule(getattr(self.meta, "openset", None), self.meta.recipe)
 
     def load_wave(self, path: str | Path, duration: float | None = "default") -> np.ndarray:
         dur = self.duration if duration == "default" else duration
-        return load_audio(path, self.fcfg.sample_rate, channels=self.fcfg.channels, duration=dur)
+        check_not_near_empty(path, dur)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
+        return load_audio(path, self.fcfg.sample_rate, channels=self.fcfg.channels, duration=dur,
+                          resampler=self.fcfg.resampler)
 
     @torch.no_grad()
-    def logits(self, waves: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch of waveforms (B, C, N)."""
-        return self.model(self.features(waves))
+    def logits(self, waves: torch.Tensor, device_ids: list[str | None] | None = None) -> torch.Tensor:
+        """Logits (float32) for a batch of waveforms (B, C, N); ``device_ids`` route the clips of a
+        device container (``asclab.models.device_container``) and are ignored by other models."""
+        x = self.features(waves)
+        if self.precision == "fp16":
+            x = x.half()
+        if device_ids is not None and hasattr(self.model, "model_for_device"):
+            return self.model(x, device_ids).float()
+        return self.model(x).float()
 
     @torch.no_grad()
     def probs(self, waves: torch.Tensor, tta: int = 0, tta_augment: dict | None = None,
-              seed: int = 0) -> torch.Tensor:
+              seed: int = 0, device_ids: list[str | None] | None = None) -> torch.Tensor:
         """Class probabilities. With ``tta`` > 0, ``tta`` copies are augmented
         (``tta_augment = {waveform: [...], spec: [...]}``, e.g. Horvath's time-domain
         augmentations and the temporal shuffle), their logits averaged, and the
         softmax taken after averaging (Horvath 2021 sec. 4)."""
-        if tta <= 0:
-            return torch.softmax(self.logits(waves), dim=1)
+        if tta <= 0 or device_ids is not None:  # TTA for the general model only
+            return torch.softmax(self.logits(waves, device_ids), dim=1)
         cfg = tta_augment or {}
         wave_aug = build_waveform_augment(cfg.get("waveform") or [], sample_rate=self.fcfg.sample_rate)
         spec_aug = build_spec_augment(cfg.get("spec") or [])
@@ -76,7 +113,8 @@ class Predictor:
             total = torch.zeros(len(waves), len(self.classes))
             for _ in range(tta):
                 x = self.features(wave_aug(waves) if wave_aug is not None else waves)
-                total += self.model(spec_aug(x) if spec_aug is not None else x)
+                x = spec_aug(x) if spec_aug is not None else x
+                total += self.model(x.half() if self.precision == "fp16" else x).float()
         finally:
             torch.random.set_rng_state(state)
         return torch.softmax(total / tta, dim=1)
@@ -110,7 +148,9 @@ def predict_records(predictors: Predictor | list[Predictor], records: list[Recor
             if not waves:
                 continue
             batch = _stack(waves)
-            p = member.probs(batch, tta=tta, tta_augment=tta_augment).numpy()
+            # a device container routes each clip by its recorded device (DCASE 2025)
+            ids = [chunk[j].device for j in keep] if hasattr(member.model, "model_for_device") else None
+            p = member.probs(batch, tta=tta, tta_augment=tta_augment, device_ids=ids).numpy()
             out[[start + j for j in keep]] += p / len(members)
         bar.update(len(chunk))
     bar.close()
@@ -123,26 +163,15 @@ def _stack(waves: list[torch.Tensor]) -> torch.Tensor:
 
 
 def open_set_decision(probs: np.ndarray, unknown_index: int, weight: float = 5.0) -> np.ndarray:
-    """Task 1c: weight the 'unknown' softmax output by ``weight`` before the argmax
-    (McDonnell & Gao 2019 sec. 3.7 used 5, chosen on validation data)."""
-    scaled = np.array(probs, dtype=np.float64, copy=True)
-    scaled[:, unknown_index] *= weight
-    return scaled.argmax(axis=1)
+    """Task 1c decision by class index (see ``asclab.evaluate.openset.decide``, which every
+    command uses): the 'unknown' softmax output weighted by ``weight`` before the argmax."""
+    classes = [str(i) for i in range(np.shape(probs)[-1])]
+    return decide(probs, classes, OpenSetRule(classes[unknown_index], float(weight)))
 
 
 def tune_open_set_weight(probs: np.ndarray, y_true: np.ndarray, unknown_index: int,
-                         weights: Iterable[float] = (1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20)) -> tuple[float, float]:
+                         weights: Iterable[float] = TUNE_WEIGHTS) -> tuple[float, float]:
     """Pick the weight maximising the 2019 task 1c score: mean of the known-class
     macro accuracy and the unknown-class accuracy. Returns (weight, score)."""
-    best = (1.0, -1.0)
-    y_true = np.asarray(y_true)
-    for w in weights:
-        pred = open_set_decision(probs, unknown_index, w)
-        known = [c for c in np.unique(y_true) if c != unknown_index]
-        known_acc = np.mean([(pred[y_true == c] == c).mean() for c in known]) if known else 0.0
-        unk = y_true == unknown_index
-        unk_acc = (pred[unk] == unknown_index).mean() if unk.any() else 0.0
-        score = 0.5 * (known_acc + unk_acc)
-        if score > best[1]:
-            best = (float(w), float(score))
-    return best
+    classes = [str(i) for i in range(np.shape(probs)[-1])]
+    return tune_weight(probs, y_true, classes, OpenSetRule(classes[unknown_index], 1.0), weights)

@@ -34,8 +34,9 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from asclab.data.audio import audio_info, iter_audio_blocks
+from asclab.data.audio import audio_info, check_not_near_empty, iter_audio_blocks
 from asclab.errors import AsclabError, ConfigError, DataError
+from asclab.evaluate.openset import OpenSetRule, decide
 from asclab.io import write_text
 
 DEFAULT_WINDOW = 10.0  # seconds, for a model file without a clip duration
@@ -55,10 +56,14 @@ class Windowing:
     window: float = DEFAULT_WINDOW
     hop: float | None = None  # None: the window length
     min_tail: float = 0.5  # a zero-padded last window must hold this fraction of a window of audio
+    whole_file: bool = False  # one input per recording, its own length (fully convolutional models)
+    resampler: str = "soxr"  # "sinc_hann": windows cut at the file's rate, each resampled (DCASE 2025 packages)
 
     def __post_init__(self) -> None:
-        if self.window <= 0 or (self.hop is not None and self.hop <= 0):
-            raise ConfigError(f"window and hop must be positive seconds, got window={self.window}, hop={self.hop}")
+        if self.hop is not None and not self.hop > 0:
+            raise ConfigError(f"--hop must be a positive number of seconds, got {self.hop:g}")
+        if not self.window > 0:
+            raise ConfigError(f"the window (the model's clip length) must be positive seconds, got {self.window:g}")
         if not 0.0 <= self.min_tail <= 1.0:
             raise ConfigError(f"min_tail must be a fraction in [0, 1], got {self.min_tail}")
 
@@ -73,9 +78,16 @@ class Windowing:
 
     @classmethod
     def for_model(cls, sample_rate: int, channels: str, duration: float | None,
-                  hop: float | None = None) -> "Windowing":
-        """The model's clip length (``DEFAULT_WINDOW`` without one) and the given hop."""
-        return cls(int(sample_rate), channels, float(duration) if duration else DEFAULT_WINDOW, hop)
+                  hop: float | None = None, *, whole_file: bool = False, resampler: str = "soxr",
+                  feature_hop: int | None = None) -> "Windowing":
+        """The model's clip length (``DEFAULT_WINDOW`` without one) and the given hop;
+        ``whole_file`` (only without a hop): each recording is one input. ``feature_hop``
+        (the model's STFT hop in samples): a hop below one feature frame is refused."""
+        if hop is not None and feature_hop and hop > 0 and hop * sample_rate < feature_hop:
+            raise ConfigError(f"--hop {hop:g} s is below one feature frame of the model "
+                              f"({feature_hop / sample_rate:g} s)")
+        return cls(int(sample_rate), channels, float(duration) if duration else DEFAULT_WINDOW, hop,
+                   whole_file=bool(whole_file and hop is None), resampler=resampler)
 
 
 @dataclass
@@ -83,6 +95,7 @@ class WindowResult:
     start: float
     end: float
     probs: np.ndarray
+    logits: np.ndarray | None = None  # when the model function gives them (asclab torch models)
 
 
 @dataclass
@@ -93,14 +106,25 @@ class FileResult:
     duration: float
     classes: list[str]
     windows: list[WindowResult] = field(default_factory=list)
+    rule: OpenSetRule | None = None  # the model's open-set rule: labels come from ``openset.decide``
 
     @property
     def probs(self) -> np.ndarray:
         return np.mean([w.probs for w in self.windows], axis=0)
 
     @property
+    def logits(self) -> np.ndarray | None:
+        """Mean of the window logits (the one input's logits for a whole-file result), or None."""
+        if not self.windows or any(w.logits is None for w in self.windows):
+            return None
+        return np.mean([w.logits for w in self.windows], axis=0)
+
+    @property
     def label(self) -> str:
-        return self.classes[int(np.argmax(self.probs))]
+        return self.classes[int(decide(self.probs, self.classes, self.rule))]
+
+    def window_label(self, w: WindowResult) -> str:
+        return self.classes[int(decide(w.probs, self.classes, self.rule))]
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         p = self.probs
@@ -109,9 +133,11 @@ class FileResult:
     def to_dict(self, timeline: bool = True) -> dict:
         d = {"file": str(self.path), "duration": round(self.duration, 6), "n_windows": len(self.windows),
              "label": self.label, "probs": _prob_dict(self.classes, self.probs)}
+        if self.logits is not None:
+            d["logits"] = [round(float(v), 6) for v in self.logits]
         if timeline:
             d["windows"] = [{"start": round(w.start, 6), "end": round(w.end, 6),
-                             "label": self.classes[int(np.argmax(w.probs))],
+                             "label": self.window_label(w),
                              "probs": _prob_dict(self.classes, w.probs)} for w in self.windows]
         return d
 
@@ -138,10 +164,19 @@ def audio_files(paths: Iterable[str | Path], extensions: frozenset[str] = AUDIO_
 def iter_windows(path: str | Path, windowing: Windowing) -> Iterator[tuple[float, np.ndarray]]:
     """``(start_seconds, wave[C, window samples])`` for each window of a recording that
     ``windowing.keeps``, streamed."""
-    duration = audio_info(path).duration
-    for start, wave in iter_audio_blocks(path, windowing.sample_rate, windowing.channels,
+    info = audio_info(path)
+    duration = info.duration
+    sinc = windowing.resampler == "sinc_hann"
+    if windowing.whole_file:
+        from asclab.data.audio import load_audio
+        yield 0.0, load_audio(path, windowing.sample_rate, windowing.channels, resampler=windowing.resampler)
+        return
+    for start, wave in iter_audio_blocks(path, None if sinc else windowing.sample_rate, windowing.channels,
                                          block_seconds=windowing.window, hop_seconds=windowing.hop_seconds):
         if windowing.keeps(start, duration):
+            if sinc:  # cut at the file's own rate, then resample the window (as a 1-s TAU clip is)
+                from asclab.data.sinc_resample import sinc_resample_np
+                wave = sinc_resample_np(wave, info.sample_rate, windowing.sample_rate)
             yield start, wave
 
 
@@ -155,10 +190,12 @@ def classify_files(
     on_error: str = "raise",
     skipped: list | None = None,
     progress: bool = True,
+    rule: OpenSetRule | None = None,
 ) -> list[FileResult]:
     """Stream each file, classify its windows in batches of ``batch_size``, return one result per
     readable file (in order). ``on_error="skip"``: an unreadable file is left out and
-    ``(path, reason)`` appended to ``skipped``; otherwise its DataError propagates."""
+    ``(path, reason)`` appended to ``skipped``; otherwise its DataError propagates.
+    ``rule``: the model's open-set rule, applied to every file and window label."""
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     if batch_size < 1:
@@ -170,14 +207,20 @@ def classify_files(
     def flush() -> None:
         if not pending:
             return
-        probs = np.asarray(probs_fn(np.stack([w for _, _, w in pending])), dtype=np.float64)
+        out = probs_fn(np.stack([w for _, _, w in pending]))
+        logits = None
+        if isinstance(out, tuple):  # (probs, logits)
+            out, logits = out
+        probs = np.asarray(out, dtype=np.float64)
         if probs.shape != (len(pending), len(classes)):
             raise AsclabError(f"model gave probabilities of shape {probs.shape}, "
                               f"expected ({len(pending)}, {len(classes)})")
-        for (idx, start, _), p in zip(pending, probs):
+        for k, ((idx, start, _), p) in enumerate(zip(pending, probs)):
             if idx in results:  # a file that failed later in the same batch is gone
                 res = results[idx]
-                res.windows.append(WindowResult(start, min(start + windowing.window, res.duration), p))
+                end = res.duration if windowing.whole_file else min(start + windowing.window, res.duration)
+                res.windows.append(WindowResult(start, end, p, None if logits is None else
+                                                np.asarray(logits[k], dtype=np.float64)))
         pending.clear()
 
     def fail(idx: int, path: Path, exc: AsclabError) -> None:
@@ -192,7 +235,9 @@ def classify_files(
     for idx, path in enumerate(bar):
         path = Path(path)
         try:
-            results[idx] = FileResult(path, audio_info(path).duration, classes)
+            results[idx] = FileResult(path, audio_info(path).duration, classes, rule=rule)
+            if not windowing.whole_file:  # asclab.data.audio.MIN_AUDIO_SHARE of a window, at least
+                check_not_near_empty(path, windowing.window)
         except AsclabError as exc:
             fail(idx, path, exc)
             continue
@@ -209,7 +254,7 @@ def classify_files(
                 fail(idx, path, DataError(f"{path}: unreadable audio data ({' '.join(str(exc).split())})"))
                 break
             pending.append((idx, start, wave))
-            if len(pending) >= batch_size:
+            if len(pending) >= batch_size or windowing.whole_file:  # whole files differ in length
                 flush()
     flush()
     bar.close()
@@ -217,24 +262,35 @@ def classify_files(
 
 
 def torch_probs_fn(predictor, tta: int = 0, tta_augment: dict | None = None) -> ProbsFn:
-    """Wrap an ``asclab.evaluate.inference.Predictor`` as a numpy ``probs_fn``."""
+    """Wrap an ``asclab.evaluate.inference.Predictor`` as a numpy ``probs_fn``
+    (without TTA it returns ``(probs, logits)``, so results carry the logits)."""
     import torch  # imported here: the rest of this module runs without torch
 
-    def fn(batch: np.ndarray) -> np.ndarray:
-        return predictor.probs(torch.from_numpy(np.ascontiguousarray(batch)), tta=tta,
-                               tta_augment=tta_augment).numpy()
+    def fn(batch: np.ndarray):
+        waves = torch.from_numpy(np.ascontiguousarray(batch))
+        if tta <= 0:
+            logits = predictor.logits(waves)
+            return torch.softmax(logits, dim=1).numpy(), logits.numpy()
+        return predictor.probs(waves, tta=tta, tta_augment=tta_augment).numpy()
 
     return fn
 
 
 def predict_long(predictor, paths: Sequence[str | Path], *, hop: float | None = None, batch_size: int = 16,
                  on_error: str = "raise", skipped: list | None = None, progress: bool = True,
-                 tta: int = 0, tta_augment: dict | None = None) -> list[FileResult]:
+                 tta: int = 0, tta_augment: dict | None = None, device: str | None = None) -> list[FileResult]:
     """``classify_files`` with an asclab ``Predictor`` and its own windowing
-    (rate, channels and clip length from the model file)."""
-    win = Windowing.for_model(predictor.fcfg.sample_rate, predictor.fcfg.channels, predictor.duration, hop)
+    (rate, channels and clip length from the model file; whole files for a model whose recipe
+    says ``inference.whole_file`` unless a hop is given). ``device``: the recording device's id,
+    which picks a device container's model (unknown ids: the general model)."""
+    if device is not None:
+        predictor = predictor.for_device(device)
+    win = Windowing.for_model(predictor.fcfg.sample_rate, predictor.fcfg.channels, predictor.duration, hop,
+                              whole_file=getattr(predictor, "whole_file", False),
+                              resampler=predictor.fcfg.resampler, feature_hop=predictor.fcfg.hop_length)
     return classify_files(audio_files(paths), torch_probs_fn(predictor, tta, tta_augment), predictor.classes,
-                          win, batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress)
+                          win, batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress,
+                          rule=getattr(predictor, "openset", None))
 
 
 # ---- output ---------------------------------------------------------------------------------
@@ -272,7 +328,7 @@ def timeline_rows(results: Sequence[FileResult]) -> list[dict]:
     for r in results:
         for i, win in enumerate(r.windows):
             rows.append({"file": str(r.path), "window": i, "start": round(win.start, 6), "end": round(win.end, 6),
-                         "label": r.classes[int(np.argmax(win.probs))], "probs": _prob_dict(r.classes, win.probs)})
+                         "label": r.window_label(win), "probs": _prob_dict(r.classes, win.probs)})
     return rows
 
 

@@ -17,8 +17,10 @@ device id gets the same network. ``predict`` windows each file like
 over windows) as the logits: a ``[N, K]`` tensor, whose rows iterate like the
 challenge's list of ``[K]`` tensors and whose softmax is exactly what
 ``asclab predict`` reports (for a one-window file this is the network's
-log-softmax, i.e. its logits up to a constant). ``predict`` also takes an
-already loaded ``model=``.
+log-softmax, i.e. its logits up to a constant). For a model with an open-set
+rule (McDonnell & Gao 2019 task 1c, ``asclab.evaluate.openset``) ``log(weight)``
+is added to the unknown column, so the argmax of the returned logits is the
+label ``asclab predict`` gives. ``predict`` also takes an already loaded ``model=``.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from torch import Tensor, nn
 from asclab.errors import ConfigError
 from asclab.evaluate.inference import Predictor
 from asclab.evaluate.longform import Windowing, classify_files, iter_windows
+from asclab.evaluate.openset import decision_logits
 
 MODEL_ENV = "ASCLAB_MODEL"
 
@@ -47,6 +50,7 @@ class DcaseModel(nn.Module):
         self.network = predictor.model
         self.class_order: list[str] = list(predictor.classes)
         self.devices: list[str] = list(predictor.meta.devices or [])
+        self.openset = predictor.openset  # the model file's open-set rule, or None
         self.windowing = Windowing.for_model(predictor.fcfg.sample_rate, predictor.fcfg.channels,
                                              predictor.duration)
 
@@ -95,7 +99,8 @@ def predict(file_paths: Sequence[str | Path], device_ids: Sequence[str] | None =
     results = classify_files([Path(p) for p in file_paths], probs_fn, model.class_order, model.windowing,
                              batch_size=batch_size, progress=len(file_paths) > 1)
     probs = np.stack([r.probs for r in results])
-    return torch.from_numpy(np.log(np.maximum(probs, 1e-45))).float(), list(model.class_order)
+    logits = decision_logits(probs, model.class_order, model.openset)
+    return torch.from_numpy(logits).float(), list(model.class_order)
 
 
 def _check_lengths(file_paths: Sequence, device_ids: Sequence | None) -> None:

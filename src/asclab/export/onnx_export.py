@@ -278,6 +278,7 @@ def _metadata(pred: Predictor, input_kind: str, window: float, ckpt: Path) -> di
         "sample_rate": cfg.sample_rate, "channels": cfg.channels,
         "audio_channels": 2 if cfg.channels == "stereo" else 1, "duration": pred.duration, "window": window,
         "model": dict(pred.meta.model), "opset": OPSET, "source": str(ckpt),
+        "openset": pred.openset.to_dict() if pred.openset is not None else None,  # asclab.evaluate.openset
     }
 
 

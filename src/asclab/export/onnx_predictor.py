@@ -18,6 +18,7 @@ import numpy as np
 
 from asclab.errors import AsclabError, CheckpointError
 from asclab.evaluate.longform import FileResult, Windowing, audio_files, classify_files
+from asclab.evaluate.openset import OpenSetRule, decide_labels
 
 METADATA_KEY = "asclab"
 ONNX_FORMAT = "asclab-onnx"
@@ -68,6 +69,9 @@ class OnnxPredictor:
             raise AsclabError(f"{self.path}: this ONNX model takes {self.meta.get('input')} input; the "
                               "torch-free predictor needs a waveform-input export (asclab export --input waveform)")
         self.classes: list[str] = list(self.meta["classes"])
+        # the model file's open-set rule, as exported (older exports: none, plain argmax)
+        self.openset: OpenSetRule | None = OpenSetRule.from_config(self.meta.get("openset"),
+                                                                   key=f"{self.path} openset")
         self.input_name = self.session.get_inputs()[0].name
         self.windowing = Windowing.for_model(self.meta["sample_rate"], self.meta["channels"],
                                              self.meta.get("duration"), hop)
@@ -78,14 +82,19 @@ class OnnxPredictor:
         logits = self.session.run(None, {self.input_name: np.ascontiguousarray(waves, dtype=np.float32)})[0]
         return softmax(logits)
 
+    def labels(self, probs: np.ndarray) -> list[str]:
+        """Labels for probability rows, with the model's open-set rule (``asclab.evaluate.openset``)."""
+        return decide_labels(probs, self.classes, self.openset)
+
     def predict_files(self, paths: Sequence[str | Path], *, on_error: str = "raise", skipped: list | None = None,
                       progress: bool = False) -> list[FileResult]:
         """Per-window timeline and whole-file decision for files and folders (as ``asclab predict``)."""
         return classify_files(audio_files(paths), self.probs, self.classes, self.windowing,
-                              batch_size=self.batch_size, on_error=on_error, skipped=skipped, progress=progress)
+                              batch_size=self.batch_size, on_error=on_error, skipped=skipped, progress=progress,
+                              rule=self.openset)
 
     def predict_file(self, path: str | Path) -> tuple[str, np.ndarray]:
         """Label and whole-file probabilities (mean over the windows) of one recording."""
         (result,) = classify_files([Path(path)], self.probs, self.classes, self.windowing,
-                                   batch_size=self.batch_size, progress=False)
+                                   batch_size=self.batch_size, progress=False, rule=self.openset)
         return result.label, result.probs

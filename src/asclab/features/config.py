@@ -37,6 +37,10 @@ class FeatureConfig:
     hpss: bool = False  # append harmonic and percussive channels (Horvath 2021 sec. 2)
     hpss_kernel: int = 31
     channels: str = "mono"  # "mono" (mix) or "stereo" (keep both, features per channel)
+    # audio at another rate: "soxr" (HQ, librosa's default) or "sinc_hann" (torchaudio's windowed sinc,
+    # width 6, rolloff 0.99, float32 kernel: the CPJKU baselines and DCASE 2025 packages; asclab.data.sinc_resample)
+    resampler: str = "soxr"
+    mel_fb: str = "librosa"  # mel filterbank construction: "librosa" or "torchaudio" (asclab.features.torchaudio_fb)
 
     @property
     def in_chans(self) -> int:
@@ -58,4 +62,8 @@ class FeatureConfig:
             raise ConfigError(f"features.channels must be 'mono' or 'stereo', got {cfg.channels!r}")
         if cfg.scale not in ("db", "log", "db01", "log01"):
             raise ConfigError(f"features.scale must be db, log, db01 or log01, got {cfg.scale!r}")
+        if cfg.resampler not in ("soxr", "sinc_hann"):
+            raise ConfigError(f"features.resampler must be soxr or sinc_hann, got {cfg.resampler!r}")
+        if cfg.mel_fb not in ("librosa", "torchaudio"):
+            raise ConfigError(f"features.mel_fb must be librosa or torchaudio, got {cfg.mel_fb!r}")
         return cfg

@@ -11,6 +11,8 @@ and the [0, 1] min-max scaling use that channel's own range.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -91,7 +93,7 @@ class FeatureExtractor(nn.Module):
         self.mel = MelSpectrogram(
             cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, win_length=cfg.win_length, fmin=cfg.fmin,
             fmax=cfg.fmax, htk=cfg.htk, mel_norm=cfg.mel_norm, center=cfg.center, pad_mode=cfg.pad_mode,
-            power=cfg.power,
+            power=cfg.power, fb_formula=cfg.mel_fb,
         )
 
     @property
@@ -113,7 +115,11 @@ class FeatureExtractor(nn.Module):
             x = torch.log(mel + cfg.log_eps)
         return minmax01(x) if cfg.scale.endswith("01") else x
 
-    def forward(self, wave: Tensor) -> Tensor:
+    def forward(self, wave: Tensor, mel_power_hook: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """``mel_power_hook`` (training only, e.g. ``augment.mel_power``) transforms the mel
+        power [B, A, M, T] before the log/dB scale: the DCASE 2024 baseline (CPJKU
+        dcase2024_task1_baseline, run_training.py ``mel_forward``) masks frequency bins of
+        the mel power and then takes ``log(x + 1e-5)``, so a masked bin becomes ``log(eps)``."""
         cfg = self.cfg
         wave = torch.as_tensor(wave)
         if wave.ndim != 3:
@@ -122,7 +128,10 @@ class FeatureExtractor(nn.Module):
             wave = wave.mean(dim=1, keepdim=True) if wave.shape[1] > 1 else wave
         elif wave.shape[1] != 2:
             raise DataError(f"features.channels='stereo' needs 2 audio channels, got {wave.shape[1]}")
-        x = self.scale(self.mel(wave))  # (B, A, M, T)
+        power = self.mel(wave)  # (B, A, M, T)
+        if mel_power_hook is not None:
+            power = mel_power_hook(power)
+        x = self.scale(power)
         parts = [x]
         crop = _crop(cfg)
         if cfg.deltas:

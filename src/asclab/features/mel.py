@@ -107,6 +107,7 @@ class MelSpectrogram(nn.Module):
         pad_mode: str = "constant",
         power: float = 2.0,
         fft_float64: bool = False,
+        fb_formula: str = "librosa",
     ) -> None:
         super().__init__()
         win_length = n_fft if win_length is None else int(win_length)
@@ -122,7 +123,11 @@ class MelSpectrogram(nn.Module):
         left = (n_fft - win_length) // 2
         window[left : left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
         self.register_buffer("window", window.to(self.fft_dtype), persistent=False)
-        fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm)
+        if fb_formula == "torchaudio":  # the CPJKU baselines' filterbank (asclab.features.torchaudio_fb)
+            from asclab.features.torchaudio_fb import torchaudio_mel_filterbank
+            fb = torchaudio_mel_filterbank(sample_rate, n_fft, n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm)
+        else:
+            fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm)
         self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
         interleaved = np.repeat(fb, 2, axis=1)  # weight per (re^2, im^2) pair, see _mel_power_cpu
         self._groups = _band_groups(interleaved)

@@ -9,6 +9,7 @@ import torch.nn as nn
 from asclab.config import build_named
 from asclab.errors import ConfigError
 from asclab.losses.focal import ClassBalancedFocalLoss, FocalLoss
+from asclab.losses.kd import KDLoss
 
 
 class CrossEntropy(nn.CrossEntropyLoss):
@@ -29,6 +30,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "ce": CrossEntropy,
     "focal": FocalLoss,
     "cb_focal": ClassBalancedFocalLoss,
+    "kd": KDLoss,  # distillation from teacher logits (losses/kd.py)
 }
 
 

@@ -1,21 +1,31 @@
 """Mild domain adaptation with a device head (Gao & McDonnell 2020 sec. 2.4).
 
-The paper adds "an auxiliary binary classifier" telling the major device (A)
-from the others and writes Total Loss = CE Loss - 0.1 x Adaptation Loss.
+The report adds "an auxiliary binary classifier" telling the major device (A,
+source domain) from the others (target domain) and writes "Total Loss = CE
+Loss - 0.1 x Adaptation Loss". The authors' released code
+(emilywg/DCASE2020-Task1: ``DCASE2020_ResNet.py`` with ``domain_aux=True``,
+``DCASE2020_Task1a_training.ipynb``, ``create_extra_labels.ipynb``) fixes
+what the sentence leaves open, and ``mode: auxiliary`` (the default) follows it:
 
-Reading taken here (domain-adversarial training, Ganin & Lempitsky 2015): the
-device head is trained to *minimise* its binary cross-entropy, while the shared
-body receives the *negated* gradient of that BCE scaled by 0.1 through a
-gradient-reversal layer, so the body is pushed towards device-invariant
-features. Implemented as ``logit = head(GradientReversal(0.1)(emb))``; the
-loss to optimise and report is ``CE + BCE(logit, is_major_device)``. For the
-body this gives exactly the gradient of the paper's CE - 0.1 BCE.
+- the head branches off the map the class convolution reads (after the fused
+  1x1 convolution) and mirrors the class output: BN (no affine), 1x1
+  convolution to 2 channels, BN (no affine), global average pooling, a 2-way
+  softmax over 's' (device A) and 't' (every other device);
+- the two losses are summed with Keras ``loss_weights=[1 - beta, beta]``,
+  beta = 0.1: total = 0.9 x scene loss + 0.1 x device cross-entropy, an
+  auxiliary task trained by plain back-propagation (no gradient reversal);
+- the device target is not mixed: the mixup generator mixes the scene labels
+  and returns the device label of the first clip of each pair, the one
+  ``x_i`` keeps as its own here.
 
-Alternative literal reading, not taken: back-propagating CE - 0.1 BCE through
-everything would make the head *maximise* its own error. Head and body would
-then cooperate to make the head confidently wrong: the total loss is unbounded
-below, it is dominated by -0.1 BCE as training goes on, and the body is driven
-to encode the device more distinctly, not less.
+``mode: reversal`` keeps the other reading of the report's minus sign
+(domain-adversarial training, Ganin & Lempitsky 2015): the same head is
+trained to minimise its cross-entropy while the body receives that gradient
+negated and scaled by ``weight`` through a gradient-reversal layer; total =
+scene loss + device cross-entropy, whose gradient on the body is the report's
+CE - 0.1 x adaptation loss. (Back-propagating CE - 0.1 BCE through
+everything instead would make the head maximise its own error: unbounded
+below, and it drives the body to encode the device more distinctly.)
 """
 from __future__ import annotations
 
@@ -25,6 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from asclab.errors import ConfigError
+from asclab.models.layers import BatchNorm2dNoAffine
+
+MODES = ("auxiliary", "reversal")
 
 
 class _ReverseGrad(torch.autograd.Function):
@@ -58,29 +71,53 @@ class GradientReversal(nn.Module):
 
 
 class DeviceHead(nn.Module):
-    """Auxiliary major-device-vs-others classifier on the embedding Tensor[B, D].
+    """Major-device-vs-others classifier on the body's output: 2 logits, index 0 = major device.
 
-    ``forward(emb)`` returns one logit per example (Tensor[B]), computed by a
-    linear layer behind a gradient reversal of strength ``weight`` (0.1 in the
-    paper); ``loss(logit, is_major_device)`` is the binary cross-entropy the head
-    minimises. See the module docstring for why this realises the paper's
-    "CE - 0.1 x adaptation loss".
+    ``in_chans``: channels of the body's feature map Tensor[B, C, F, T]
+    (``spatial=True``: BN - 1x1 conv - BN - average pooling, the released
+    code's head) or width of an embedding Tensor[B, D] (``spatial=False``,
+    for models whose body ends in a dense embedding: BN - linear - BN, the
+    same layers without space; not in the paper, which has only the ResNet).
+    ``mode``/``weight``: see the module docstring.
     """
 
-    def __init__(self, embed_dim: int, weight: float = 0.1) -> None:
+    def __init__(self, in_chans: int, *, mode: str = "auxiliary", weight: float = 0.1,
+                 spatial: bool = True) -> None:
         super().__init__()
-        if float(weight) < 0:
-            raise ConfigError(f"device head weight must be non-negative, got {weight!r}")
-        self.reverse = GradientReversal(weight)
-        self.classifier = nn.Linear(int(embed_dim), 1)
+        if mode not in MODES:
+            raise ConfigError(f"device_head.mode must be one of {', '.join(MODES)}, got {mode!r}")
+        w = float(weight)
+        if not 0.0 <= w <= (1.0 if mode == "auxiliary" else float("inf")):
+            raise ConfigError(f"device_head.weight must lie in [0, 1] for mode auxiliary "
+                              f"(non-negative for reversal), got {weight!r}")
+        self.mode, self.weight, self.spatial = mode, w, bool(spatial)
+        self.reverse = GradientReversal(w) if mode == "reversal" else nn.Identity()
+        if self.spatial:
+            self.classifier = nn.Sequential(BatchNorm2dNoAffine(int(in_chans)),
+                                            nn.Conv2d(int(in_chans), 2, 1, bias=False), BatchNorm2dNoAffine(2))
+        else:
+            self.classifier = nn.Sequential(nn.BatchNorm1d(int(in_chans), affine=False),
+                                            nn.Linear(int(in_chans), 2, bias=False), nn.BatchNorm1d(2, affine=False))
 
-    @property
-    def weight(self) -> float:
-        return self.reverse.scale
-
-    def forward(self, emb: Tensor) -> Tensor:
-        return self.classifier(self.reverse(emb.flatten(1))).squeeze(-1)
+    def forward(self, body: Tensor) -> Tensor:
+        out = self.classifier(self.reverse(body))
+        return out.mean(dim=(2, 3)) if self.spatial else out
 
     @staticmethod
-    def loss(logit: Tensor, is_major_device: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(logit, is_major_device.to(logit.dtype))
+    def targets(device_index: Tensor) -> Tensor:
+        """Class 0 ('s', source) for the major device (device index 0), 1 ('t') for every other."""
+        return (device_index != 0).long()
+
+    def loss(self, logits: Tensor, device_index: Tensor) -> Tensor:
+        """2-way cross-entropy against each example's own device (Keras' binary
+        cross-entropy of a 2-way softmax with one-hot targets is the same number)."""
+        return F.cross_entropy(logits.float(), self.targets(device_index).to(logits.device))
+
+    def total(self, scene_loss: Tensor, device_loss: Tensor) -> Tensor:
+        """auxiliary: (1 - w) scene + w device; reversal: scene + device (the reversal layer scales)."""
+        if self.mode == "auxiliary":
+            return (1.0 - self.weight) * scene_loss + self.weight * device_loss
+        return scene_loss + device_loss
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, weight={self.weight}"

@@ -69,12 +69,13 @@ class FocalLoss(nn.Module):
         return f"gamma={self.gamma}, alpha={None if self.alpha is None else self.alpha.tolist()}"
 
 
-def class_balanced_weights(class_counts: Sequence[int], beta: float = 0.999) -> Tensor:
-    """Cui et al. 2019 weights: w_k = (1 - beta) / (1 - beta^n_k), scaled to sum to K.
+def class_balanced_weights(class_counts: Sequence[int], beta: float = 0.999, *,
+                           normalize: bool = False) -> Tensor:
+    """Cui et al. 2019 weights: w_k = (1 - beta) / (1 - beta^n_k), as QTI 2020 eq. 2 writes them.
 
     (1 - beta^n) / (1 - beta) is the "effective number" of n samples; the
-    weights are its inverse, normalised (as in Cui et al.'s code) so that they
-    sum to the number of classes K.
+    weights are its inverse. ``normalize=True`` rescales them to sum to the
+    number of classes K, as Cui et al.'s released code does (not in eq. 2).
     """
     counts = torch.as_tensor(class_counts, dtype=torch.float64)
     if counts.dim() != 1 or counts.numel() == 0:
@@ -84,41 +85,45 @@ def class_balanced_weights(class_counts: Sequence[int], beta: float = 0.999) -> 
     if not 0.0 <= float(beta) < 1.0:
         raise ConfigError(f"class-balanced beta must lie in [0, 1), got {beta!r}")
     w = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(float(beta), dtype=torch.float64), counts))
-    return (w / w.sum() * counts.numel()).float()
+    return (w / w.sum() * counts.numel() if normalize else w).float()
+
+
+FORMS = ("sigmoid", "softmax")
 
 
 class ClassBalancedFocalLoss(nn.Module):
     """Class-balanced focal loss (QTI 2020 sec. 4, eq. 2; Cui et al. 2019).
 
-    The focal loss with alpha replaced by the class-balanced weight
-    (1 - beta) / (1 - beta^n_y) of the target class (see
-    :func:`class_balanced_weights`, which also normalises the weights to sum to K).
-    ``activation``: "softmax" (default: :class:`FocalLoss` with per-class
-    alpha; for soft targets sum_k y_k w_k (1 - p_k)^gamma (-log p_k)) or
-    "sigmoid", the literal eq. 2 of QTI/Cui et al.: one binary focal term per
-    class, sum_i (1 - p_i^t)^gamma (-log p_i^t) with p_i^t = sigmoid(z_i) for
-    the target class and 1 - sigmoid(z_i) for the others, times w_y (for soft
-    targets each class's binary target is y_i and the weight is sum_k y_k w_k).
-    The default keeps softmax outputs meaningful for the rest of the pipeline.
+    ``form: sigmoid`` (default) is eq. 2 as written: one binary focal term per
+    class, CB(z, y) = -w_y sum_i (1 - p_i^t)^gamma log p_i^t with
+    p_i^t = sigmoid(z_i) for the target class and 1 - sigmoid(z_i) for the
+    others, and w_y = (1 - beta) / (1 - beta^n_y) not rescaled (``rescale:
+    true`` gives Cui et al.'s code's normalisation to sum K). For soft targets
+    (mixup) each class's binary target is y_i and the weight is sum_k y_k w_k.
+    ``form: softmax`` (an option, not the paper's) is the softmax
+    :class:`FocalLoss` with alpha_k = w_k: sum_k y_k w_k (1 - p_k)^gamma (-log p_k).
+    The batch loss is the mean over examples (``reduction``; not stated).
     """
 
     def __init__(self, class_counts: Sequence[int], beta: float = 0.999, gamma: float = 2.0,
-                 activation: str = "softmax", reduction: str = "mean") -> None:
+                 form: str = "sigmoid", rescale: bool = False, reduction: str = "mean") -> None:
         super().__init__()
-        if activation not in ("softmax", "sigmoid"):
-            raise ConfigError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
+        if form not in FORMS:
+            raise ConfigError(f"cb_focal form must be one of {', '.join(FORMS)}, got {form!r}")
         if reduction not in _REDUCTIONS:
             raise ConfigError(f"reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
         if float(gamma) < 0:
             raise ConfigError(f"focal gamma must be non-negative, got {gamma!r}")
-        self.beta, self.gamma, self.activation, self.reduction = float(beta), float(gamma), activation, reduction
-        self.register_buffer("weights", class_balanced_weights(class_counts, beta), persistent=False)
-        self.focal = FocalLoss(gamma, self.weights.tolist(), reduction)
+        self.beta, self.gamma, self.form, self.rescale = float(beta), float(gamma), form, bool(rescale)
+        self.reduction = reduction
+        weights = class_balanced_weights(class_counts, beta, normalize=self.rescale)
+        self.register_buffer("weights", weights, persistent=False)
+        self.focal = FocalLoss(gamma, weights.tolist(), reduction)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if logits.shape[-1] != self.weights.numel():
             raise ValueError(f"logits have {logits.shape[-1]} classes, class_counts has {self.weights.numel()}")
-        if self.activation == "softmax":
+        if self.form == "softmax":
             return self.focal(logits, target)
         z = logits.float()
         y = _targets(target, z.shape[-1], z.dtype)
@@ -129,4 +134,4 @@ class ClassBalancedFocalLoss(nn.Module):
         return _reduce(per_example, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta}, gamma={self.gamma}, activation={self.activation!r}"
+        return f"beta={self.beta}, gamma={self.gamma}, form={self.form!r}, rescale={self.rescale}"

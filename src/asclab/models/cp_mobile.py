@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
+from asclab.errors import ConfigError
 from asclab.models.layers import conv_bn
 from asclab.models.registry import register_model
 
@@ -59,6 +60,19 @@ class InvertedBottleneck(nn.Module):
         return self.act(y)
 
 
+def baseline_init(m: nn.Module) -> None:
+    """The DCASE 2024 baseline's initialisation (CPJKU dcase2024_task1_baseline, models/baseline.py
+    ``initialize_weights``): Kaiming-normal convolutions (fan_out), BatchNorm weight 1 and bias 0.
+    ``init: torch`` keeps PyTorch's layer defaults (Kaiming-uniform, a = sqrt(5))."""
+    if isinstance(m, nn.Conv2d):
+        nn.init.kaiming_normal_(m.weight, mode="fan_out")
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 class CPMobile(nn.Module):
     """``forward(x[B, in_chans, F, T]) -> logits``; ``embed`` = pooled last-stage features."""
 
@@ -71,8 +85,11 @@ class CPMobile(nn.Module):
         expansion: float = 2.1,
         blocks_per_stage: tuple[int, ...] = (3, 2, 1),
         strides: dict[int, tuple[int, int]] | None = None,
+        init: str = "torch",
     ) -> None:
         super().__init__()
+        if init not in ("torch", "baseline"):
+            raise ConfigError(f"cp_mobile init must be 'torch' or 'baseline', got {init!r}")
         strides = {3: (1, 2), 4: (2, 1)} if strides is None else {int(k): tuple(v) for k, v in strides.items()}
         base = make_divisible(base_channels, 8)
         widths = [make_divisible(base * channels_multiplier**s, 8) for s in range(len(blocks_per_stage))]
@@ -90,6 +107,8 @@ class CPMobile(nn.Module):
         self.stages = nn.Sequential(*blocks)
         self.classifier = conv_bn(chans, num_classes, 1)
         self.embed_dim = chans
+        if init == "baseline":
+            self.apply(baseline_init)
 
     def features(self, x: Tensor) -> Tensor:
         return self.stages(self.stem(x))

@@ -34,6 +34,8 @@ class ModelFile:
     data_summary: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    # the open-set rule (asclab.evaluate.openset), weight as tuned; None: plain argmax
+    openset: dict | None = None
 
     def to_payload(self) -> dict:
         return {"format": FORMAT, "version": VERSION, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
@@ -59,8 +61,8 @@ def _refusal(message: str) -> str:
     """One line for a file the safe unpickler refused (torch's own text advises unsafe loading)."""
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
     if found:
-        return (f"refused: it contains a pickled object ({found.group(1)}) that loading would have to "
-                "import or run; asclab model files hold only tensors and plain values")
+        return (f"refused as untrusted: it contains a pickled object ({found.group(1)}) that loading would "
+                "have to import or run; asclab model files hold only tensors and plain values")
     return "not a checkpoint (not a torch/pickle file, or a damaged one)"
 
 
@@ -82,4 +84,23 @@ def load_model_file(path: str | Path) -> ModelFile:
     missing = [k for k in ("state_dict", "classes", "features", "model") if k not in payload]
     if missing:
         raise CheckpointError(f"{p}: asclab model file lacks {', '.join(missing)}")
+    _check_settings(p, payload)
     return ModelFile(**{k: payload[k] for k in fields if k in payload})
+
+
+def _check_settings(p: Path, payload: dict) -> None:
+    """The feature settings and class list a model file carries, checked as a recipe's are
+    (``asclab.schema``): a tampered file is refused in one line, not failed deep inside."""
+    from asclab.errors import ConfigError
+    from asclab.features.config import FeatureConfig
+    from asclab.schema import parse_block
+
+    classes = payload["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{p}: refused: its class list is not a list of names")
+    if not isinstance(payload["features"], dict):
+        raise CheckpointError(f"{p}: refused: its feature settings are not a mapping")
+    try:
+        parse_block(FeatureConfig, dict(payload["features"]), "features")
+    except ConfigError as exc:
+        raise CheckpointError(f"{p}: refused: its feature settings are not valid ({exc})") from None

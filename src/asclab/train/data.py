@@ -9,6 +9,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader, Dataset
 
 from asclab.data import audio_info, load_audio
+from asclab.data.audio import check_not_near_empty
 from asclab.errors import DataError
 from asclab.data.dataset import WaveformDataset, balanced_subsample
 from asclab.data.records import Record
@@ -33,7 +34,10 @@ def device_list(records: list[Record], major: str | None) -> list[str]:
 
 
 def needs_waveforms(recipe: dict) -> bool:
-    return bool((recipe.get("augment") or {}).get("waveform")) or not recipe["train"].get("cache_features", True)
+    """Waveform augmentation, or masks of the mel power before the log (``augment.mel_power``),
+    need features computed per batch; otherwise the cache serves them."""
+    aug = recipe.get("augment") or {}
+    return bool(aug.get("waveform") or aug.get("mel_power")) or not recipe["train"].get("cache_features", True)
 
 
 @dataclass
@@ -103,6 +107,7 @@ class ClipLoader:
     duration: float | None = None
 
     def __call__(self, rec: Record):
+        check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
         return load_audio(rec.path, self.sample_rate, channels=self.channels, duration=self.duration)
 
 

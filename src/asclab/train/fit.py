@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
@@ -19,14 +20,18 @@ from asclab.compress.complexity import complexity_report, default_input_shape
 from asclab.compress.prune import finalize_pruning
 from asclab.config import deep_merge
 from asclab.data.records import Record
+from asclab.data.validation import kept_weights
 from asclab.features.config import FeatureConfig
 from asclab.errors import ConfigError
+from asclab.io import atomic_path
+from asclab.train.device_specific import DeviceTuning, expand_device_stages, restrict_to_device
 from asclab.train.data import device_list, readable_records, make_dataset, make_loader, needs_waveforms, select_training_records
 from asclab.train.distributed import is_main_process, scale_lr
+from asclab.train.averaging import build_averaging
 from asclab.train.module import ASCModule
 from asclab.train.resume import (AtomicCheckpointIO, ResumeCheckpoint, ResumeState, keep_log_before_resume,
                                  mark_stage_done, merge_resumed_log, resume_checkpoint, stage_done, start_fresh)
-from asclab.train.stages import apply_stage, stage_list
+from asclab.train.stages import apply_stage, stage_list, stage_records
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*on_epoch=True.*")
@@ -49,12 +54,15 @@ class FitResult:
 
 def fit(recipe: dict, train_records: list[Record], val_records: list[Record], classes: list[str],
         out_dir: Path, *, cache_dir: Path | None = None, progress: bool = True,
-        trainer_kwargs: dict | None = None, resume: bool = False) -> FitResult:
-    """Train every stage of ``recipe`` into ``out_dir``. ``resume``: continue an interrupted
+        trainer_kwargs: dict | None = None, resume: bool = False,
+        teachers: "TeacherLogits | None" = None) -> FitResult:
+    """Train every stage of ``recipe`` into ``out_dir``. ``teachers``: the clips' teacher
+    logits for the distillation loss (``asclab.distill.targets``). ``resume``: continue an interrupted
     run there (finished stages are skipped, the current one continues from its
     ``checkpoints/last.ckpt``, see ``asclab.train.resume``)."""
     t0 = time.time()
     out_dir = Path(out_dir)
+    kept_weights(recipe)  # train.keep: best needs data.validation; the caller passes that split as val_records
     # Denormal floats: flushing them made the quickstart's first steps on real cached features
     # 5x faster on this CPU (1.5-2.3 s -> 0.25 s per batch); bench_train.py sees little effect
     # in steady-state steps on random inputs.
@@ -75,10 +83,13 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
         raise ConfigError("no training records: check the data folder and the recipe's split")
     waves = needs_waveforms(recipe)
     train_ds = make_dataset(records, recipe, classes, devices, waves, cache_dir, progress)
+    if teachers is not None:  # each item gains its clip's teacher logits, looked up by file name
+        train_ds = teachers.wrap(train_ds, records)
     val_ds = make_dataset(list(val_records), recipe, classes, devices, False, cache_dir, progress) if val_records else None
     class_counts = [sum(r.label == c for r in records) for c in classes]
     module = ASCModule(recipe, classes, devices, class_counts)
-    stages = stage_list(recipe)
+    stages = expand_device_stages(stage_list(recipe), records)  # device_specific: one stage per device
+    tuning = DeviceTuning()
     best_path = None
     resuming, is_main = resume, is_main_process()
     shape = default_input_shape(FeatureConfig.from_dict(recipe["features"]), 1.0)
@@ -88,6 +99,7 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
             pruning_log.append({"stage": stage.get("name"), "when": "before pruning",
                                 **complexity_report(module.model, shape)})
         srecipe = apply_stage(module, recipe, stage)
+        tuning.begin(module, stage)  # a device's stage starts again from the general weights
         stage_dir = out_dir if len(stages) == 1 else out_dir / "stages" / f"{i + 1}_{stage.get('name', 'stage')}"
         ckpt_path = None
         if resuming:  # stages finished before the interruption only contribute their final weights
@@ -98,6 +110,7 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
                 best_path = Path(done["best"]) if done.get("best") else best_path
                 if stage.get("prune"):
                     finalize_pruning(module.model)
+                tuning.finish(module, stage)
                 continue
             ckpt_path, resuming = resume_checkpoint(stage_dir), False
             if ckpt_path is not None and is_main:
@@ -105,18 +118,27 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
         elif is_main:
             start_fresh(stage_dir)  # an earlier run's last.ckpt / done mark must not be resumed later
         stage_ds = train_ds
-        if stage.get("balance"):
-            bal_recipe = deep_merge(srecipe, {"data": {"balance": stage["balance"]}})
-            stage_ds = make_dataset(select_training_records(list(train_records), bal_recipe, seed + i),
-                                    srecipe, classes, devices, waves, cache_dir, progress)
+        own_records = stage_records(list(train_records), srecipe, stage, seed + i)  # full_split / balance
+        if own_records is not None:
+            stage_ds = make_dataset(own_records, srecipe, classes, devices, waves, cache_dir, progress)
+            if teachers is not None:
+                stage_ds = teachers.wrap(stage_ds, own_records)
+        stage_ds = restrict_to_device(stage_ds, records, stage)  # a device's stage: its clips only
+        stage_val = restrict_to_device(val_ds, list(val_records), stage)
         bs = int(srecipe["train"]["batch_size"])  # per process (docs/distributed.md)
         nw = int(srecipe["train"].get("num_workers", 0))
-        ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best", monitor="val_macro_acc",
-                               mode="max", save_last=False, save_top_k=1) if val_ds is not None else None
+        # train.keep: best (only with data.validation, checked by kept_weights) saves the best epoch
+        keep = stage.get("keep", srecipe["train"].get("keep", "last"))
+        ckpt = (ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best", monitor="val_macro_acc",
+                                mode="max", save_last=False, save_top_k=1)
+                if stage_val is not None and keep == "best" else None)
         resume_state = ResumeState(seed + i)
         callbacks = ([ckpt] if ckpt is not None else []) + [
             ResumeCheckpoint(stage_dir / "checkpoints", srecipe["train"].get("checkpoint_every_n_steps")),
             resume_state] + ([TQDMProgressBar(refresh_rate=5)] if progress else [])
+        averager = build_averaging(srecipe["train"])  # train.average_last: k (train/averaging.py)
+        if averager is not None:
+            callbacks.append(averager)
         kwargs = dict(max_epochs=int(srecipe["train"]["epochs"]), accelerator="cpu" if not torch.cuda.is_available() else "auto",
                       devices=1, logger=CSVLogger(str(stage_dir), name="", version="logs"),
                       callbacks=callbacks, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
@@ -131,16 +153,24 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
         trainer = L.Trainer(**kwargs)
         world = trainer.world_size
         module.stage_recipe = scale_lr(srecipe, world)  # what configure_optimizers reads
+        # train.drop_last: null drops the last incomplete batch when a full one exists (BatchNorm on
+        # a tiny batch); false keeps it, as the DCASE 2024 baseline's DataLoader does.
+        drop_last = srecipe["train"].get("drop_last")
         train_loader = make_loader(stage_ds, bs, shuffle=True, num_workers=nw, seed=seed + i,
-                                   drop_last=len(stage_ds) // world > bs)
-        val_loader = make_loader(val_ds, bs, shuffle=False, num_workers=nw) if val_ds is not None else None
+                                   drop_last=(len(stage_ds) // world > bs) if drop_last is None else bool(drop_last))
+        val_loader = make_loader(stage_val, bs, shuffle=False, num_workers=nw) if stage_val is not None else None
         resume_state.loader = train_loader
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None,
                     weights_only=True)  # a checkpoint is data; loading it runs no code
         is_main = trainer.is_global_zero
         weights = stage_dir / "checkpoints" / "last.ckpt"
         best = Path(ckpt.best_model_path) if ckpt is not None and ckpt.best_model_path else None
-        if best is not None and best.exists() and stage.get("keep", srecipe["train"].get("keep", "best")) == "best":
+        if averager is not None and averager.apply(module, DataLoader(stage_ds, batch_size=bs)):
+            weights = stage_dir / "checkpoints" / "averaged.ckpt"  # the average replaces best/last
+            if is_main:
+                with atomic_path(weights) as tmp:
+                    torch.save({"state_dict": module.state_dict()}, tmp)
+        elif best is not None and best.exists() and keep == "best":
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state, strict=False)
             best_path = weights = best
@@ -151,5 +181,9 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
         if is_main:
             merge_resumed_log(stage_dir)
             mark_stage_done(stage_dir, {"weights": str(weights), "best": str(best_path) if best_path else None})
+        tuning.finish(module, stage)
+    container = tuning.container(module.model)  # DCASE 2025: the general model + one model per device
+    if container is not None:
+        module.model = container
     return FitResult(module, classes, devices, records, list(val_records), best_path, time.time() - t0, stages,
                      is_main, pruning_log, skipped)

@@ -4,8 +4,9 @@ One module serves every recipe. A batch holds either cached features ``x`` or
 raw waveforms ``wave`` (when the recipe augments waveforms, Horvath 2021
 sec. 3, features are computed on the fly). Targets are soft one-hot vectors so
 mixup, FreqMix and CutMix mix them; when the recipe has a device head (Gao &
-McDonnell 2020 sec. 2.4) the "major device" flag rides along as an extra
-target column and is mixed with the same weights.
+McDonnell 2020 sec. 2.4) the body runs once per step, its output feeds both
+heads, and the device target is each example's own device, never mixed (as
+the authors' released code).
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from asclab.augment import build_batch_mix, build_spec_augment, build_waveform_augment
+from asclab.augment import build_batch_mix, build_mel_power_augment, build_spec_augment, build_waveform_augment
 from asclab.augment.mixing import one_hot
+from asclab.errors import ConfigError
 from asclab.evaluate.metrics import compute_metrics
 from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
 from asclab.losses import ArcFaceHead, DeviceHead, build_loss
 from asclab.models import create_model
+from asclab.models.body import body_and_logits, has_feature_map_top
 from asclab.train.distributed import gather_arrays
 from asclab.train.optim import build_optimizer
 from asclab.train.schedules import build_scheduler
@@ -43,12 +46,17 @@ class ASCModule(L.LightningModule):
         self.features = FeatureExtractor(self.fcfg)
         self.model = create_model(recipe["model"]["name"], num_classes=len(classes),
                                   in_chans=self.fcfg.in_chans, **model_kwargs(recipe))
+        if (recipe.get("train") or {}).get("init_from"):  # fine-tuning / transfer (asclab.train.init_from)
+            from asclab.train.init_from import init_from
+            init_from(self.model, str(recipe["train"]["init_from"]), self.classes, recipe["features"])
         self.class_counts = class_counts
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.mode = "classify"
         self.arcface: nn.Module | None = None
         dh = recipe.get("device_head")
-        self.device_head = DeviceHead(self.model.embed_dim, weight=float(dh.get("weight", 0.1))) if dh else None
+        self.device_head = DeviceHead(self.model.embed_dim, mode=str(dh.get("mode", "auxiliary")),
+                                      weight=float(dh.get("weight", 0.1)),
+                                      spatial=has_feature_map_top(self.model)) if dh else None
         self.configure_training(recipe)
         self._val_outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.frozen_modules: list[nn.Module] = []
@@ -66,6 +74,8 @@ class ASCModule(L.LightningModule):
         aug = recipe.get("augment") or {}
         self.wave_aug = build_waveform_augment(aug.get("waveform") or [], sample_rate=self.fcfg.sample_rate)
         self.spec_aug = build_spec_augment(aug.get("spec") or [])
+        # Masks of the mel power before the log (DCASE 2024 baseline); None when the recipe has none.
+        self.mel_power_aug = build_mel_power_augment(aug.get("mel_power") or []) or None
         self.mix = build_batch_mix(aug.get("mix"))
 
     def set_mode(self, mode: str, arcface: dict | None = None) -> None:
@@ -77,17 +87,24 @@ class ASCModule(L.LightningModule):
         self.mode = mode
 
     # ----- forward -------------------------------------------------------------------
-    def extract(self, wave: torch.Tensor) -> torch.Tensor:
+    def extract(self, wave: torch.Tensor, train: bool = False) -> torch.Tensor:
+        hook = self.mel_power_aug if train else None
         with torch.no_grad():
-            return self.features(wave)
+            return self.features(wave, mel_power_hook=hook)
 
     def inputs(self, batch: dict, train: bool) -> torch.Tensor:
         if "x" in batch:
             return batch["x"]
         wave = batch["wave"]
         if train and self.wave_aug is not None:
-            wave = self.wave_aug(wave)
-        return self.extract(wave)
+            wave = self.wave_aug(wave, devices=self.device_names(batch))
+        return self.extract(wave, train)
+
+    def device_names(self, batch: dict) -> list[str | None] | None:
+        """The batch's recording device names (None for an unknown device), for device-aware augmentation."""
+        if "device" not in batch:
+            return None
+        return [self.devices[i] if 0 <= i < len(self.devices) else None for i in batch["device"].tolist()]
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.mode == "arcface":
@@ -98,32 +115,49 @@ class ASCModule(L.LightningModule):
         return self.logits(x)
 
     # ----- steps ---------------------------------------------------------------------
+    def teacher_targets(self, batch: dict) -> torch.Tensor | None:
+        """Soft teacher targets (loss ``kd``: softmax(teacher logits / T)), or None for other losses."""
+        if not getattr(self.loss_fn, "takes_teacher", False):
+            return None
+        if "teacher" not in batch:
+            raise ConfigError("loss kd needs teacher logits: set data.teacher_logits to a teacher file")
+        return self.loss_fn.teacher_targets(batch["teacher"].to(self.device))
+
+    def class_loss(self, logits: torch.Tensor, y: torch.Tensor, y_teacher: torch.Tensor | None) -> torch.Tensor:
+        return self.loss_fn(logits, y) if y_teacher is None else self.loss_fn(logits, y, y_teacher)
+
     def training_step(self, batch: dict, batch_idx: int):
         x = self.inputs(batch, train=True)
         k = len(self.classes)
         y = one_hot(batch["label"], k)
-        if self.device_head is not None:
-            major = (batch["device"] == 0).float().unsqueeze(1)  # device index 0 is the major device
-            y = torch.cat([y, major], dim=1)
+        teacher = self.teacher_targets(batch)
+        if teacher is not None:  # distillation: the teacher's targets are mixed with the labels' weights
+            y = torch.cat([y, teacher], dim=1)
         if self.spec_aug is not None:
             x = self.spec_aug(x)
         if self.mix is not None:
             x, y = self.mix(x, y)
         y_cls = y[:, :k]
+        y_teacher = y[:, -k:] if teacher is not None else None
         if self.mode == "arcface":
             # ArcFace needs a hard label for its margin; mixing is off in those stages.
             loss = F.cross_entropy(self.logits(x, y_cls.argmax(1)), y_cls)
         elif self.device_head is not None:
-            emb = self.model.embed(x)
-            logits = self.model(x)
-            dev_loss = self.device_head.loss(self.device_head(emb), y[:, k])
-            loss = self.loss_fn(logits, y_cls) + dev_loss
+            loss, dev_loss = self.device_head_loss(x, y_cls, batch["device"])
             self.log("train_device_loss", dev_loss, on_step=False, on_epoch=True)
         else:
-            loss = self.loss_fn(self.model(x), y_cls)
+            loss = self.class_loss(self.model(x), y_cls, y_teacher)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
         return loss
+
+    def device_head_loss(self, x: torch.Tensor, y_cls: torch.Tensor,
+                         device: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total, device loss) for Gao & McDonnell 2020 sec. 2.4: one body pass feeds the
+        scene output and the device head; ``device`` (indices, 0 = major) is not mixed."""
+        body, logits = body_and_logits(self.model, x)
+        dev_loss = self.device_head.loss(self.device_head(body), device)
+        return self.device_head.total(self.loss_fn(logits, y_cls), dev_loss), dev_loss
 
     def validation_step(self, batch: dict, batch_idx: int):
         x = self.inputs(batch, train=False)
@@ -158,7 +192,7 @@ class ASCModule(L.LightningModule):
         # A capped (shortened) run walks the recipe's whole schedule in fewer epochs.
         sched_epochs = int(r["train"].get("schedule_epochs") or epochs)
         sched = build_scheduler(opt, r["schedule"], epochs=sched_epochs,
-                                steps_per_epoch=steps * epochs / sched_epochs)
+                                steps_per_epoch=steps * epochs / sched_epochs, data_steps_per_epoch=steps)
         if sched is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

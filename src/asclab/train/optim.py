@@ -5,7 +5,15 @@ dimensions), never to biases or normalisation parameters; with
 ``decay_conv_only: true`` only convolution kernels are decayed (McDonnell & Gao
 2019 sec. 3.5: "5e-4 ... on all convolutional layers"). Frozen parameters
 (``requires_grad`` False) are left out, and a parameter shared by several
-modules (QTI's shared residual blocks) is listed once.
+modules (QTI's shared residual blocks) is listed once. ``decay_all: true``
+decays every trainable parameter, biases and BatchNorm scales/offsets included:
+the DCASE 2024 baseline (CPJKU dcase2024_task1_baseline, run_training.py) passes
+``self.parameters()`` to ``torch.optim.AdamW(lr, weight_decay=1e-4)``.
+
+AdamW's decay is decoupled (Loshchilov & Hutter 2019): each step multiplies a
+decayed weight by (1 - lr x weight_decay) besides the Adam update, instead of
+adding ``weight_decay x w`` to the gradient before Adam's normalisation (which
+is what ``adam`` with ``weight_decay`` does).
 
 On the 2019 number: the paper gives 5e-4 "(i.e. 1e-3 when set in keras)".
 Keras's ``l2(c)`` regulariser adds c * sum(w^2) to the loss, whose gradient
@@ -25,7 +33,7 @@ from torch.optim import Optimizer
 
 from asclab.errors import ConfigError
 
-_COMMON = {"name", "lr", "weight_decay", "keras_l2", "decay_conv_only"}
+_COMMON = {"name", "lr", "weight_decay", "keras_l2", "decay_conv_only", "decay_all"}
 _KEYS = {
     "sgd": _COMMON | {"momentum", "nesterov", "dampening"},
     "adam": _COMMON | {"betas", "eps", "amsgrad"},
@@ -34,8 +42,10 @@ _KEYS = {
 _CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
-def decay_groups(model: nn.Module, conv_only: bool = False) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(decayed, not decayed) trainable parameters of ``model``, each listed once."""
+def decay_groups(model: nn.Module, conv_only: bool = False,
+                 every: bool = False) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(decayed, not decayed) trainable parameters of ``model``, each listed once
+    (``every``: all are decayed)."""
     conv_weights = {id(m.weight) for m in model.modules()
                     if isinstance(m, nn.modules.conv._ConvNd) and m.weight is not None}
     decay, no_decay, seen = [], [], set()
@@ -43,7 +53,7 @@ def decay_groups(model: nn.Module, conv_only: bool = False) -> tuple[list[nn.Par
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        wanted = id(p) in conv_weights if conv_only else p.dim() >= 2
+        wanted = every or (id(p) in conv_weights if conv_only else p.dim() >= 2)
         (decay if wanted else no_decay).append(p)
     return decay, no_decay
 
@@ -68,9 +78,12 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> Optimizer:
         raise ConfigError("optimizer: give weight_decay or keras_l2, not both")
     wd = 2.0 * float(kwargs.pop("keras_l2")) if "keras_l2" in kwargs else float(kwargs.pop("weight_decay", 0.0))
     conv_only = bool(kwargs.pop("decay_conv_only", False))
+    every = bool(kwargs.pop("decay_all", False))
+    if conv_only and every:
+        raise ConfigError("optimizer: give decay_conv_only or decay_all, not both")
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
-    decay, no_decay = decay_groups(model, conv_only)
+    decay, no_decay = decay_groups(model, conv_only, every)
     groups = [g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
     if not groups:
         raise ConfigError("optimizer: the model has no trainable parameters")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import random
 import warnings
 import zipfile
@@ -225,6 +226,14 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{p}: damaged checkpoint ({exc}); resume from an earlier copy or start again") from None
     if bad is not None:
         raise CheckpointError(f"{p}: damaged checkpoint (member {bad} fails its CRC)")
+    try:  # what Lightning will load with weights_only=True: refuse it here, in one line
+        torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        from asclab.train.checkpoint import _refusal
+        raise CheckpointError(f"{p}: {_refusal(str(exc))}") from None
+    except Exception as exc:  # zip members that are not a torch checkpoint
+        raise CheckpointError(f"{p}: damaged checkpoint ({type(exc).__name__}); resume from an earlier copy "
+                              "or start again") from None
     return p
 
 

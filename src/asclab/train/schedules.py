@@ -14,6 +14,7 @@ first group's.
 from __future__ import annotations
 
 import bisect
+import inspect
 import math
 from typing import Any, Mapping, Sequence
 
@@ -240,7 +241,12 @@ class Cosine(EpochSchedule):
     Warm-up goes linearly from ``warmup_start_lr`` to ``lr`` over
     ``warmup_epochs``; the cosine then spans [warmup_epochs, total_epochs).
     A run shorter than twice its warm-up (a quick ``--epochs 1`` try) warms up
-    for half of it instead.
+    for half of it instead. A recipe may count the warm-up in optimiser steps
+    (``warmup_steps``, converted by :func:`build_scheduler`): with
+    ``warmup_start_lr = lr_min = 0`` and the lr stepped per optimiser step this
+    is ``transformers.get_cosine_schedule_with_warmup``, the DCASE 2024
+    baseline's schedule (CPJKU dcase2024_task1_baseline, run_training.py:
+    2,000 warm-up steps, then a half cosine to 0 at the last step).
     """
 
     def __init__(self, optimizer: Optimizer, total_epochs: float, lr: float | None = None, lr_min: float = 0.0,
@@ -279,11 +285,30 @@ SCHEDULES: dict[str, type[EpochSchedule]] = {
 
 
 def build_scheduler(optimizer: Optimizer, cfg: Mapping[str, Any] | None, epochs: int,
-                    steps_per_epoch: float) -> EpochSchedule:
+                    steps_per_epoch: float, data_steps_per_epoch: float | None = None) -> EpochSchedule:
     """A scheduler to step once per optimizer step, from ``{name: ..., key: value}``.
 
     None gives a constant lr. ``total_epochs`` defaults to ``epochs`` (a
     recipe may set it, e.g. to stop early inside a longer schedule).
+    ``warmup_steps: N`` (schedules with a warm-up) counts the warm-up in
+    optimiser steps of the full-length run: it becomes ``warmup_epochs = N /
+    data_steps_per_epoch`` (the optimiser steps one pass over the training
+    split takes: ceil(clips / batch); default ``steps_per_epoch``), so the same
+    N spans more epochs on a smaller split, as in the DCASE 2024 baseline. A
+    shortened run (``train.epochs_cap``) compresses it with the rest of the
+    schedule.
     """
-    return build_named(SCHEDULES, cfg or {"name": "constant"}, "lr schedule", optimizer,
+    cfg = dict(cfg or {"name": "constant"})
+    if "warmup_steps" in cfg:
+        if "warmup_epochs" in cfg:
+            raise ConfigError("schedule: give warmup_steps or warmup_epochs, not both")
+        table_cls = SCHEDULES.get(cfg.get("name"))
+        if table_cls is not None and "warmup_epochs" not in inspect.signature(table_cls).parameters:
+            raise ConfigError(f"lr schedule {cfg.get('name')!r} has no warm-up; warmup_steps is not one of its keys")
+        steps = float(data_steps_per_epoch or steps_per_epoch)
+        warmup_steps = cfg.pop("warmup_steps")
+        if not isinstance(warmup_steps, (int, float)) or warmup_steps < 0:
+            raise ConfigError(f"schedule.warmup_steps must be a non-negative number, got {warmup_steps!r}")
+        cfg["warmup_epochs"] = float(warmup_steps) / steps
+    return build_named(SCHEDULES, cfg, "lr schedule", optimizer,
                        defaults={"total_epochs": epochs}, steps_per_epoch=steps_per_epoch)

@@ -8,7 +8,11 @@ A recipe's ``workflow.stages`` is a list; each stage overrides recipe blocks
   ``arcface``, ``device_head`` (the rest is frozen, BN included);
 - ``reset_head``: re-initialise the model's top layers (Horvath stage 4);
 - ``prune``: ``{amount: 0.6}`` global L1 pruning before the stage (QTI sec. 5.1);
-- ``balance``: ``{per_cell: 7}`` train this stage on balanced data (Horvath sec. 2).
+- ``balance``: ``{per_cell: 7}`` train this stage on balanced data (Horvath sec. 2);
+- ``full_split``: ``true`` trains this stage on every training record, without the
+  recipe's ``data.balance`` (Horvath sec. 6 step 2: "using the full training split");
+- ``device_specific``: ``{layers: all | [names], devices: [ids]}`` fine-tune one copy of
+  the model per training device on its clips (DCASE 2025; ``asclab.train.device_specific``).
 
 A recipe without a workflow is one stage.
 """
@@ -18,10 +22,13 @@ import torch.nn as nn
 
 from asclab.compress.prune import global_l1_prune
 from asclab.config import deep_merge
+from asclab.data.records import Record
 from asclab.errors import ConfigError
+from asclab.train.data import select_training_records
 
-STAGE_KEYS = {"name", "mode", "arcface", "trainable", "reset_head", "prune", "balance",
-              "loss", "optim", "schedule", "augment", "train", "keep"}
+STAGE_KEYS = {"name", "mode", "arcface", "trainable", "reset_head", "prune", "balance", "full_split",
+              "loss", "optim", "schedule", "augment", "train", "keep",
+              "device_specific"}  # asclab.train.device_specific (DCASE 2025)
 
 
 def stage_list(recipe: dict) -> list[dict]:
@@ -36,6 +43,22 @@ def stage_list(recipe: dict) -> list[dict]:
         if unknown:
             raise ConfigError(f"workflow stage {i + 1}: unknown key(s) {', '.join(unknown)}")
     return [dict(s) for s in stages]
+
+
+def stage_records(train_records: list[Record], recipe: dict, stage: dict, seed: int) -> list[Record] | None:
+    """The records a stage trains on, or None for the run's own (``data.balance`` applied).
+
+    ``full_split``: all ``train_records`` (None when the recipe does not balance,
+    so the run's data set is reused); ``balance``: a balanced subsample of them
+    drawn with ``seed``."""
+    if stage.get("full_split") and stage.get("balance"):
+        raise ConfigError(f"stage {stage.get('name')!r}: full_split and balance exclude each other")
+    if stage.get("full_split"):
+        return list(train_records) if recipe["data"].get("balance") else None
+    if stage.get("balance"):
+        return select_training_records(list(train_records),
+                                       deep_merge(recipe, {"data": {"balance": stage["balance"]}}), seed)
+    return None
 
 
 def _parts(module) -> dict[str, list[nn.Module]]:

@@ -1,0 +1,98 @@
+"""``asclab logits``: every clip's logits from each teacher run, and their mean.
+
+Inference is deterministic (eval mode, no augmentation, no test-time
+augmentation) at the student's clip length (``duration``; default the first
+member's): a clip is cropped or padded to it as training does. For data sets of
+1-s segments (TAU 2022 Mobile) every segment is a file, hence a row. The mean is
+taken over the members' logits (not their probabilities), as the CPJKU 2023
+ensembles were; the file keeps every member's logits too.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from asclab.config import dump_recipe
+from asclab.data.records import Record
+from asclab.distill.teacher_file import TeacherFile, clip_key, file_sha256
+from asclab.errors import AsclabError
+
+
+def member_checkpoints(runs: Sequence[str | Path]) -> list[Path]:
+    """Model files of the given runs; an ensemble run folder contributes each member."""
+    from asclab.api import ensemble_members
+    from asclab.train.checkpoint import resolve_checkpoint
+
+    out: list[Path] = []
+    for run in runs:
+        members = ensemble_members(run)
+        out.extend(resolve_checkpoint(m) for m in members) if members else out.append(resolve_checkpoint(run))
+    if not out:
+        raise AsclabError("asclab logits needs at least one teacher run")
+    return out
+
+
+@torch.no_grad()
+def member_logits(predictor, records: Sequence[Record], duration: float | None, batch_size: int = 32,
+                  progress: bool = True, desc: str = "logits") -> np.ndarray:
+    from asclab.evaluate.inference import _stack
+
+    out = np.zeros((len(records), len(predictor.classes)), dtype=np.float32)
+    bar = tqdm(total=len(records), desc=desc, unit="clip", disable=not progress, leave=False)
+    for start in range(0, len(records), batch_size):
+        chunk = records[start:start + batch_size]
+        waves = [torch.from_numpy(predictor.load_wave(r.path, duration)) for r in chunk]
+        out[start:start + len(chunk)] = predictor.logits(_stack(waves)).float().numpy()
+        bar.update(len(chunk))
+    bar.close()
+    return out
+
+
+def compute_teacher_logits(runs: Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
+                           duration: float | None = None, batch_size: int = 32, hashes: bool = True,
+                           progress: bool = True) -> dict:
+    """Write the teacher file ``out`` for every labelled training and test clip of ``data_dir``
+    (the split of the first member's recipe, e.g. its ``data.test_fold``)."""
+    from asclab.api import open_data
+    from asclab.evaluate.inference import Predictor
+
+    ckpts = member_checkpoints(runs)
+    predictors = [Predictor.load(c) for c in ckpts]
+    first = predictors[0]
+    for c, p in zip(ckpts[1:], predictors[1:]):
+        if p.classes != first.classes:
+            raise AsclabError(f"{c}: its classes differ from those of {ckpts[0]}")
+    recipe = first.meta.recipe or {}
+    index = open_data(data_dir, recipe)
+    if index.classes != first.classes:
+        raise AsclabError(f"{data_dir}: the data set's classes differ from the teachers' ({ckpts[0]})")
+    records = [r for r in list(index.train) + list(index.test) if r.label is not None]
+    if not records:
+        raise AsclabError(f"{data_dir}: no labelled clips to compute logits for")
+    dur = duration if duration is not None else first.duration
+    logits = np.stack([member_logits(p, records, dur, batch_size, progress, desc=f"member {i + 1}/{len(ckpts)}")
+                       for i, p in enumerate(predictors)])
+    members = [{"run": str(c), "recipe_name": (p.meta.recipe or {}).get("name"),
+                "recipe": dump_recipe(p.meta.recipe or {})} for c, p in zip(ckpts, predictors)]
+    tf = TeacherFile(keys=[clip_key(r.path, index.root) for r in records], classes=list(first.classes),
+                     logits=logits, hashes=[file_sha256(r.path) for r in records] if hashes else [],
+                     splits=[r.split or "" for r in records], members=members, duration=dur,
+                     data=str(data_dir))
+    tf.write(out)
+    return {"out": str(out), "clips": len(records), "members": [str(c) for c in ckpts],
+            "classes": tf.classes, "duration": dur, **split_accuracy(tf, records, index.classes)}
+
+
+def split_accuracy(tf: TeacherFile, records: Sequence[Record], classes: Sequence[str]) -> dict:
+    """Accuracy of the mean logits (and of each member) on the test clips of the file."""
+    test = [i for i, r in enumerate(records) if r.split == "test"]
+    if not test:
+        return {}
+    y = np.array([list(classes).index(records[i].label) for i in test])
+    mean_acc = float((tf.mean[test].argmax(1) == y).mean())
+    members = [float((m[test].argmax(1) == y).mean()) for m in tf.logits]
+    return {"test_accuracy_mean_logits": mean_acc, "test_accuracy_members": members, "n_test": len(test)}

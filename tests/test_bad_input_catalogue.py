@@ -1,0 +1,567 @@
+"""The bad-input catalogue (issue 11): every CLI command against generated bad inputs.
+
+Each case runs ``asclab.cli.main`` in-process and asserts exit status 2, exactly
+one line on stderr (``asclab: error: ...``, naming what it must name), no
+traceback, and nothing half-written: the paths a case lists must not exist
+afterwards. The classes: recipe, run folder, labels and classes, audio (the
+skip policy's inputs), paths, outputs, model files.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asclab.cli import main
+from asclab.data.classmaps import TAU_SCENES
+from asclab.features.config import FeatureConfig
+from asclab.models import create_model
+from asclab.runs import RunLock
+from asclab.train.checkpoint import ModelFile, save_model_file
+
+RATE = 16000
+FEATURES = FeatureConfig(sample_rate=RATE, n_fft=512, hop_length=256, n_mels=32)
+
+
+@dataclass
+class Env:
+    """What the cases start from: a good TAU-layout set, a good model file, a scratch folder."""
+
+    data: Path
+    model: Path
+    clip: Path
+    tmp: Path
+
+
+def _clip(path: Path, seconds: float = 1.0, *, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (0.1 * rng.standard_normal(int(RATE * seconds))).astype(np.float32), RATE, subtype="FLOAT")
+    return path
+
+
+def _tau_set(root: Path, labels: list[str] | None = None) -> Path:
+    """A TAU-layout set: two clips per scene for training, one for testing (1 s, 16 kHz)."""
+    labels = labels or list(TAU_SCENES)
+    rows, train, test = [], [], []
+    for i, label in enumerate(labels):
+        for k in range(3):
+            name = f"audio/{label}-city-{i}-{k}-a.wav"
+            _clip(root / name, seed=10 * i + k)
+            rows.append(f"{name}\t{label}\t{label}-city-{i}\ta")
+            (test if k == 2 else train).append(f"{name}\t{label}")
+    (root / "evaluation_setup").mkdir(parents=True, exist_ok=True)
+    (root / "meta.csv").write_text("filename\tscene_label\tidentifier\tsource_label\n" + "\n".join(rows) + "\n")
+    (root / "evaluation_setup" / "fold1_train.csv").write_text("filename\tscene_label\n" + "\n".join(train) + "\n")
+    (root / "evaluation_setup" / "fold1_evaluate.csv").write_text("filename\tscene_label\n" + "\n".join(test) + "\n")
+    (root / "evaluation_setup" / "fold1_test.csv").write_text(
+        "filename\n" + "\n".join(t.split("\t")[0] for t in test) + "\n")
+    return root
+
+
+def _model(path: Path, *, features: dict | None = None, duration: float = 1.0) -> Path:
+    torch.manual_seed(0)
+    model = create_model("cp_mobile", num_classes=len(TAU_SCENES), in_chans=1, base_channels=8)
+    mf = ModelFile(state_dict=model.state_dict(), classes=list(TAU_SCENES), features=features or FEATURES.to_dict(),
+                   model={"name": "cp_mobile", "base_channels": 8}, recipe={}, duration=duration)
+    return save_model_file(mf, path)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> Env:
+    base = tmp_path_factory.mktemp("catalogue")
+    data = _tau_set(base / "tau")
+    return Env(data=data, model=_model(base / "model.ckpt"), clip=data / "audio" / "airport-city-0-0-a.wav",
+               tmp=base)
+
+
+def _copy_set(env: Env, tmp: Path) -> Path:
+    return Path(shutil.copytree(env.data, tmp / "data"))
+
+
+def _rewrite(path: Path, filename: str, column: int, value: str) -> None:
+    """Set one cell of the row listing ``filename`` in a TAB-separated metadata file."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        cells = line.split("\t")
+        if cells[0] == filename:
+            cells[column] = value
+            lines[i] = "\t".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+# A case: (argv, paths that must not exist afterwards, text the one line must contain).
+CaseFn = Callable[[Env, Path], tuple[list[str], list[Path], str]]
+CATALOGUE: dict[str, tuple[str, CaseFn]] = {}
+
+
+def case(cls: str):
+    def register(fn: CaseFn) -> CaseFn:
+        CATALOGUE[fn.__name__] = (cls, fn)
+        return fn
+    return register
+
+
+def _train(env: Env, out: Path, *extra: str, data: Path | None = None) -> list[str]:
+    return ["train", "quickstart", "--data", str(data or env.data), "--out", str(out), "--quiet",
+            "--set", "train.epochs_cap=1",
+            *extra]
+
+
+# ------------------------------------------------------------------ recipe
+@case("recipe")
+def unknown_key(env, tmp):
+    return _train(env, tmp / "run", "--set", "train.epoch=1"), [tmp / "run"], "train.epoch"
+
+
+@case("recipe")
+def wrong_type(env, tmp):
+    return _train(env, tmp / "run", "--set", "train.epochs=abc"), [tmp / "run"], "train.epochs"
+
+
+@case("recipe")
+def negative_batch_size(env, tmp):
+    return _train(env, tmp / "run", "--batch-size", "-4"), [tmp / "run"], "train.batch_size"
+
+
+@case("recipe")
+def zero_epochs(env, tmp):
+    return _train(env, tmp / "run", "--epochs", "0"), [tmp / "run"], "train.epochs"
+
+
+@case("recipe")
+def unknown_enum_value(env, tmp):
+    return _train(env, tmp / "run", "--set", "train.keep=foo"), [tmp / "run"], "train.keep"
+
+
+@case("recipe")
+def zero_sample_rate(env, tmp):
+    return _train(env, tmp / "run", "--set", "features.sample_rate=0"), [tmp / "run"], "features.sample_rate"
+
+
+@case("recipe")
+def zero_mel_bins(env, tmp):
+    return _train(env, tmp / "run", "--set", "features.n_mels=0"), [tmp / "run"], "features.n_mels"
+
+
+@case("recipe")
+def negative_duration(env, tmp):
+    return _train(env, tmp / "run", "--set", "data.duration=-1"), [tmp / "run"], "data.duration"
+
+
+@case("recipe")
+def unknown_model_key(env, tmp):
+    return _train(env, tmp / "run", "--set", "model.widht=3"), [tmp / "run"], "model.widht"
+
+
+@case("recipe")
+def unknown_loss_name(env, tmp):
+    return _train(env, tmp / "run", "--set", "loss.name=focall"), [tmp / "run"], "loss.name"
+
+
+@case("recipe")
+def crop_longer_than_clip(env, tmp):
+    return (_train(env, tmp / "run", "--set", "augment.spec=[{name: time_crop, frames: 5000}]"), [tmp / "run"],
+            "augment.spec[0].frames")
+
+
+@case("recipe")
+def mixup_crop_larger_than_input(env, tmp):
+    return (_train(env, tmp / "run", "--set", "augment.mix={name: mixup, alpha: 0.2, crop_frames: 5000}"),
+            [tmp / "run"], "augment.mix.crop_frames")
+
+
+@case("recipe")
+def duplicate_yaml_key(env, tmp):
+    recipe = tmp / "dup.yaml"
+    recipe.write_text("name: dup\ntrain:\n  epochs: 1\n  epochs: 2\n")
+    argv = ["train", str(recipe), "--data", str(env.data), "--out", str(tmp / "run"), "--quiet"]
+    return argv, [tmp / "run"], "'epochs' is given twice"
+
+
+@case("recipe")
+def features_unknown_key(env, tmp):
+    return (["features", str(env.data), "--recipe", "quickstart", "--set", "features.n_mel=3", "--quiet"], [],
+            "features.n_mel")
+
+
+@case("recipe")
+def crossval_bad_override(env, tmp):
+    return (["crossval", "quickstart", "--data", str(env.data), "--out", str(tmp / "cv"), "--set", "train.batchsize=4"],
+            [tmp / "cv"], "train.batchsize")
+
+
+# -------------------------------------------------------------- run folder
+@case("run folder")
+def out_is_a_file(env, tmp):
+    (tmp / "run").write_text("not a folder")
+    return _train(env, tmp / "run"), [], "is a file"
+
+
+@case("run folder")
+def out_is_a_foreign_folder(env, tmp):
+    (tmp / "run").mkdir()
+    (tmp / "run" / "thesis.tex").write_text("precious")
+    return _train(env, tmp / "run"), [tmp / "run" / "recipe.yaml"], "not an asclab run"
+
+
+@case("run folder")
+def out_held_by_another_run(env, tmp):
+    lock = RunLock(tmp / "run").acquire()  # released by the test after the command
+    _HELD.append(lock)
+    return _train(env, tmp / "run"), [tmp / "run"], "in use by asclab run pid"
+
+
+@case("run folder")
+def resume_tampered_checkpoint(env, tmp):
+    run = tmp / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "recipe.yaml").write_text("name: quickstart\nbase: quickstart\n")
+    (run / "run_info.json").write_text(f'{{"data": "{env.data}"}}\n')
+    (run / "checkpoints" / "last.ckpt").write_bytes(_evil_pickle())
+    return ["train", "--resume", str(run), "--quiet"], [run / "model.ckpt"], "refused as untrusted"
+
+
+# ------------------------------------------------------- labels and classes
+@case("labels")
+def train_label_outside_tau_scenes(env, tmp):
+    data = _copy_set(env, tmp)
+    for table in ("meta.csv", "evaluation_setup/fold1_train.csv"):
+        _rewrite(data / table, "audio/bus-city-1-0-a.wav", 1, "volcano")
+    return _train(env, tmp / "run", data=data), [tmp / "run"], "volcano"
+
+
+@case("labels")
+def evaluate_label_outside_tau_scenes(env, tmp):
+    data = _copy_set(env, tmp)
+    for table in ("meta.csv", "evaluation_setup/fold1_evaluate.csv"):
+        _rewrite(data / table, "audio/bus-city-1-2-a.wav", 1, "volcano")
+    return ["evaluate", str(env.model), "--data", str(data), "--out", str(tmp / "ev"), "--quiet"], \
+        [tmp / "ev" / "metrics.json"], "volcano"
+
+
+@case("labels")
+def manifest_label_outside_declared_classes(env, tmp):
+    root = tmp / "man"
+    for i in range(4):
+        _clip(root / f"c{i}.wav", seed=i)
+    (root / "classes.txt").write_text("airport\nbus\n")
+    (root / "manifest.csv").write_text("path,label,split\nc0.wav,airport,train\nc1.wav,bus,train\nc2.wav,buss,train\n"
+                                       "c3.wav,airport,test\n")
+    return _train(env, tmp / "run", data=root), [tmp / "run"], "buss"
+
+
+@case("labels")
+def evaluate_label_unknown_to_model(env, tmp):
+    root = tmp / "man"
+    for i in range(3):
+        _clip(root / f"c{i}.wav", seed=i)
+    (root / "manifest.csv").write_text("path,label,split\nc0.wav,airport,train\nc1.wav,bus,test\nc2.wav,dog,test\n")
+    return ["evaluate", str(env.model), "--data", str(root), "--out", str(tmp / "ev"), "--quiet"], \
+        [tmp / "ev" / "metrics.json"], "row 4: label 'dog' of c2.wav"
+
+
+# ------------------------------------------------------------------ audio
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _nan(path: Path) -> None:
+    y = np.zeros(RATE, np.float32)
+    y[100] = np.nan
+    sf.write(path, y, RATE, subtype="FLOAT")
+
+
+def _one_sample(path: Path) -> None:
+    sf.write(path, np.array([0.5], np.float32), RATE, subtype="FLOAT")
+
+
+@case("audio")
+def train_truncated_audio(env, tmp):
+    data = _copy_set(env, tmp)
+    _truncate(data / "audio" / "bus-city-1-0-a.wav")
+    return _train(env, tmp / "run", data=data), [tmp / "run"], "bus-city-1-0-a.wav"
+
+
+@case("audio")
+def features_nan_audio(env, tmp):
+    data = _copy_set(env, tmp)
+    _nan(data / "audio" / "bus-city-1-0-a.wav")
+    return ["features", str(data), "--recipe", "quickstart", "--quiet", "--cache-dir", str(tmp / "cache")], [], \
+        "bus-city-1-0-a.wav"
+
+
+@case("audio")
+def evaluate_missing_file(env, tmp):
+    data = _copy_set(env, tmp)
+    (data / "audio" / "bus-city-1-2-a.wav").unlink()
+    return ["evaluate", str(env.model), "--data", str(data), "--out", str(tmp / "ev"), "--quiet"], \
+        [tmp / "ev" / "metrics.json"], "bus-city-1-2-a.wav"
+
+
+@case("audio")
+def predict_truncated_audio(env, tmp):
+    bad = tmp / "bad clip.wav"
+    shutil.copy(env.clip, bad)
+    _truncate(bad)
+    return ["predict", str(env.model), str(bad), "--quiet", "--csv", str(tmp / "p.csv")], [tmp / "p.csv"], \
+        "bad clip.wav"
+
+
+@case("audio")
+def predict_nan_audio(env, tmp):
+    bad = _clip(tmp / "nan.wav")
+    _nan(bad)
+    return ["predict", str(env.model), str(bad), "--quiet"], [], "nan.wav"
+
+
+@case("audio")
+def predict_near_empty_audio(env, tmp):
+    bad = _clip(tmp / "tiny.wav")
+    _one_sample(bad)
+    return ["predict", str(env.model), str(bad), "--quiet"], [], "tiny.wav"
+
+
+@case("audio")
+def predict_missing_file(env, tmp):
+    return ["predict", str(env.model), str(tmp / "nowhere.wav"), "--quiet"], [], "nowhere.wav"
+
+
+@case("audio")
+def submit_near_empty_audio(env, tmp):
+    data = _copy_set(env, tmp)
+    _one_sample(data / "audio" / "bus-city-1-2-a.wav")
+    return ["submit", str(env.model), "--data", str(data), "--out", str(tmp / "out.csv"), "--quiet"], \
+        [tmp / "out.csv"], "bus-city-1-2-a.wav"
+
+
+@case("audio")
+def evaluate_empty_test_list(env, tmp):
+    data = _copy_set(env, tmp)
+    (data / "evaluation_setup" / "fold1_evaluate.csv").write_text("filename\tscene_label\n")
+    (data / "evaluation_setup" / "fold1_test.csv").write_text("filename\n")
+    return ["evaluate", str(env.model), "--data", str(data), "--out", str(tmp / "ev"), "--quiet"], \
+        [tmp / "ev" / "metrics.json"], "no labelled records"
+
+
+# ------------------------------------------------------------------ paths
+def _manifest_set(tmp: Path, entry: str) -> Path:
+    root = tmp / "man"
+    for i in range(4):
+        _clip(root / f"c{i}.wav", seed=i)
+    (root / "manifest.csv").write_text(f"path,label,split\nc0.wav,airport,train\nc1.wav,bus,train\n{entry},bus,train\n"
+                                       "c3.wav,airport,test\n")
+    return root
+
+
+@case("paths")
+def manifest_entry_with_dotdot(env, tmp):
+    _clip(tmp / "outside.wav")
+    return _train(env, tmp / "run", data=_manifest_set(tmp, "../outside.wav")), [tmp / "run"], "outside.wav"
+
+
+@case("paths")
+def manifest_entry_absolute(env, tmp):
+    outside = _clip(tmp / "elsewhere" / "x.wav")
+    return _train(env, tmp / "run", data=_manifest_set(tmp, str(outside))), [tmp / "run"], "x.wav"
+
+
+@case("paths")
+def manifest_entry_symlink_out(env, tmp):
+    outside = _clip(tmp / "elsewhere" / "y.wav")
+    root = _manifest_set(tmp, "link.wav")
+    (root / "link.wav").symlink_to(outside)
+    return _train(env, tmp / "run", data=root), [tmp / "run"], "link.wav"
+
+
+@case("paths")
+def tau_entry_with_dotdot(env, tmp):
+    data = _copy_set(env, tmp)
+    _clip(tmp / "outside.wav")
+    for table in ("meta.csv", "evaluation_setup/fold1_train.csv"):
+        _rewrite(data / table, "audio/airport-city-0-1-a.wav", 0, "../outside.wav")
+    return _train(env, tmp / "run", data=data), [tmp / "run"], "outside.wav"
+
+
+@case("paths")
+def predict_bad_file_with_newline_in_name(env, tmp):
+    bad = tmp / "two\nlines é.wav"
+    shutil.copy(env.clip, bad)
+    _truncate(bad)
+    return ["predict", str(env.model), str(bad), "--quiet"], [], "two\\nlines é.wav"
+
+
+# ---------------------------------------------------------------- outputs
+@case("outputs")
+def predict_csv_is_a_folder(env, tmp):
+    (tmp / "out").mkdir()
+    return ["predict", str(env.model), str(env.clip), "--quiet", "--csv", str(tmp / "out")], [], str(tmp / "out")
+
+
+@case("outputs")
+def predict_timeline_unwritable(env, tmp):
+    target = tmp / "file" / "t.csv"
+    (tmp / "file").write_text("a file, not a folder")
+    return ["predict", str(env.model), str(env.clip), "--quiet", "--timeline", str(target)], [], "t.csv"
+
+
+@case("outputs")
+def submit_out_is_a_folder(env, tmp):
+    (tmp / "out.csv").mkdir()
+    return ["submit", str(env.model), "--data", str(env.data), "--out", str(tmp / "out.csv"), "--quiet"], [], \
+        "out.csv"
+
+
+@case("outputs")
+def evaluate_out_is_a_file(env, tmp):
+    (tmp / "ev").write_text("a file")
+    return ["evaluate", str(env.model), "--data", str(env.data), "--out", str(tmp / "ev"), "--quiet"], [], "ev"
+
+
+@case("outputs")
+def export_out_unwritable(env, tmp):
+    (tmp / "file").write_text("a file, not a folder")
+    return ["export", str(env.model), "--out", str(tmp / "file" / "m.onnx")], [], "m.onnx"
+
+
+@case("outputs")
+def synth_out_is_a_file(env, tmp):
+    (tmp / "synth").write_text("a file")
+    return ["data", "synth", str(tmp / "synth"), "--per-cell", "1"], [], "synth"
+
+
+@case("outputs")
+def hop_below_one_frame(env, tmp):
+    return ["predict", str(env.model), str(env.clip), "--quiet", "--hop", "0.00001"], [], "--hop"
+
+
+@case("outputs")
+def hop_negative(env, tmp):
+    return ["submit", str(env.model), "--data", str(env.data), "--out", str(tmp / "o.csv"), "--hop", "-1",
+            "--quiet"], [tmp / "o.csv"], "--hop"
+
+
+# ------------------------------------------------------------- model files
+class _Evil:
+    """Unpickling this would call print: a stand-in for a model file carrying code."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _evil_pickle() -> bytes:
+    buf = io.BytesIO()
+    torch.save({"format": "asclab-model", "payload": _Evil()}, buf)
+    return buf.getvalue()
+
+
+@case("model file")
+def predict_tampered_model(env, tmp):
+    bad = tmp / "evil.ckpt"
+    bad.write_bytes(_evil_pickle())
+    return ["predict", str(bad), str(env.clip), "--quiet"], [], "refused as untrusted"
+
+
+@case("model file")
+def evaluate_garbage_model(env, tmp):
+    bad = tmp / "garbage.ckpt"
+    bad.write_bytes(b"\x00not a model" * 10)
+    return ["evaluate", str(bad), "--data", str(env.data), "--quiet"], [tmp / "metrics.json"], "garbage.ckpt"
+
+
+@case("model file")
+def tampered_feature_config(env, tmp):
+    bad = _model(tmp / "feat.ckpt", features={**FEATURES.to_dict(), "n_mels": -3})
+    return ["predict", str(bad), str(env.clip), "--quiet"], [], "n_mels"
+
+
+@case("model file")
+def unknown_feature_key_in_model(env, tmp):
+    bad = _model(tmp / "feat.ckpt", features={**FEATURES.to_dict(), "secret": 1})
+    return ["submit", str(bad), "--data", str(env.data), "--out", str(tmp / "o.csv"), "--quiet"], \
+        [tmp / "o.csv"], "secret"
+
+
+@case("model file")
+def complexity_of_missing_model(env, tmp):
+    return ["complexity", str(tmp / "none.ckpt")], [], "none.ckpt"
+
+
+_HELD: list[RunLock] = []
+
+
+@pytest.mark.parametrize("name", list(CATALOGUE), ids=[f"{c}:{n}" for n, (c, _) in CATALOGUE.items()])
+def test_bad_input_gives_one_line_and_exit_2(name, env, tmp_path, capsys, one_torch_thread):
+    cls, make = CATALOGUE[name]
+    argv, absent, needle = make(env, tmp_path)
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    finally:
+        while _HELD:
+            _HELD.pop().release()
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "weights_only=False" not in err and "check_files" not in err
+    lines = err.splitlines()
+    assert rc == 2, f"exit {rc}; stderr: {err!r}"
+    assert len(lines) == 1 and lines[0].startswith("asclab: error: "), err
+    assert needle in lines[0], lines[0]
+    for p in absent:
+        assert not p.exists(), f"{p} was left behind"
+    assert "this must never run" not in out
+
+
+def test_catalogue_covers_every_class():
+    assert {c for c, _ in CATALOGUE.values()} == {"recipe", "run folder", "labels", "audio", "paths", "outputs",
+                                                  "model file"}
+
+
+def test_odd_file_names_print_and_write_correctly(env, tmp_path, capsys):
+    """Spaces, unicode and a newline in a file name: the CSV gives the name back exactly."""
+    names = ["with space.wav", "ünïcødé 音.wav", "new\nline.wav"]
+    paths = [Path(shutil.copy(env.clip, tmp_path / n)) for n in names]
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(env.model), *map(str, paths), "--quiet", "--csv", str(out)]) == 0
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == [str(p) for p in paths]
+    printed = capsys.readouterr().out
+    assert "with space.wav" in printed and "ünïcødé 音.wav" in printed
+
+
+def test_second_training_on_one_out_is_refused_and_the_first_finishes(env, tmp_path):
+    """Two trainings at once on one --out: the second exits 2 within seconds naming the
+    holder; the first finishes with a consistent folder and releases the lock."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "asclab.cli", "--threads", "1", *_train(env, run, "--set", "train.epochs_cap=3")]
+    env_vars = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_vars)
+    lock = tmp_path / ".run.asclab-lock"
+    deadline = time.time() + 120
+    while not (lock.exists() and lock.read_text()) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first.poll() is None, first.communicate()
+    t0 = time.time()
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=120)
+    assert second.returncode == 2, second.stderr
+    assert f"in use by asclab run pid {first.pid}" in second.stderr and second.stderr.count("\n") == 1
+    assert time.time() - t0 < 30  # refused at once (the time is mostly python's start)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    for name in ("model.ckpt", "summary.json", "recipe.yaml", "run_info.json"):
+        assert (run / name).is_file(), name
+    assert not lock.exists()

@@ -1,0 +1,123 @@
+"""Device-specific fine-tuning (DCASE 2025): the stage, its container and its evaluation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from asclab.data.records import Record
+from asclab.errors import ConfigError
+from asclab.models import create_model
+from asclab.train.device_specific import expand_device_stages, freeze_layers
+
+
+def recs(*devices: str) -> list[Record]:
+    return [Record(path=Path(f"x{i}.wav"), label="c", device=d) for i, d in enumerate(devices)]
+
+
+def test_a_device_specific_stage_becomes_one_stage_per_training_device():
+    stages = [{"name": "general"}, {"name": "dev", "device_specific": {"layers": "all"}, "optim": {"lr": 1e-4}}]
+    out = expand_device_stages(stages, recs("b", "a", "s1", "a", None))
+    assert [s["name"] for s in out] == ["general", "dev_a", "dev_b", "dev_s1"]
+    assert out[1]["device_specific"] == {"layers": "all", "device": "a"} and out[1]["optim"] == {"lr": 1e-4}
+    chosen = expand_device_stages([{"name": "d", "device_specific": {"devices": ["s1"]}}], recs("a", "s1"))
+    assert [s["name"] for s in chosen] == ["d_s1"]
+
+
+def test_device_specific_stage_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="s4 have no training clips"):
+        expand_device_stages([{"device_specific": {"devices": ["s4"]}}], recs("a"))
+    with pytest.raises(ConfigError, match="must be the last stage"):
+        expand_device_stages([{"device_specific": {}}, {"name": "after"}], recs("a"))
+    with pytest.raises(ConfigError, match="unknown key"):
+        expand_device_stages([{"device_specific": {"layer": "all"}}], recs("a"))
+    with pytest.raises(ConfigError, match="device ids"):
+        expand_device_stages([{"device_specific": {}}], recs(None))
+
+
+def test_freeze_layers_trains_only_the_named_layers():
+    model = create_model("cp_mobile", num_classes=10, in_chans=1)
+    frozen = freeze_layers(model, ["classifier", "stages.2"])
+    for name, p in model.named_parameters():
+        assert p.requires_grad == (name.startswith("classifier.") or name.startswith("stages.2.")), name
+    names = {id(m): n for n, m in model.named_modules()}
+    frozen_names = {names[id(m)] for m in frozen}
+    assert "stem" in frozen_names and "stages.0" in frozen_names
+    assert "stages" not in frozen_names and "classifier" not in frozen_names  # holds a trained layer / trained
+    assert freeze_layers(model, "all") == [] and all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ConfigError, match="no layer"):
+        freeze_layers(model, ["head"])
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    from asclab.data.synth import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("devspec") / "synth"
+    make_synthetic_dataset(root, n_per_class_device=1, n_test_per_class_device=1, seconds=1.0,
+                           sample_rate=16000, seed=2)
+    return root
+
+
+RECIPE = {
+    "name": "devspec_test",
+    "data": {"duration": 1.0},
+    "features": {"sample_rate": 16000, "n_fft": 1024, "hop_length": 512, "n_mels": 32, "scale": "log"},
+    "model": {"name": "cp_mobile"},
+    "optim": {"name": "adam", "lr": 0.01},
+    "schedule": {"name": "cosine"},
+    "train": {"epochs": 1, "batch_size": 16, "seed": 0},
+    "workflow": {"stages": [
+        {"name": "general"},
+        {"name": "device", "device_specific": {"layers": ["classifier"]}, "optim": {"lr": 0.05}},
+    ]},
+}
+
+
+def test_device_specific_run_end_to_end(synth, tmp_path, one_torch_thread):
+    from asclab.api import complexity_targets, evaluate_run, train_run
+    from asclab.evaluate.inference import Predictor
+    from asclab.train.checkpoint import load_model_file
+
+    out = tmp_path / "run"
+    summary = train_run(RECIPE, synth, out, progress=False)
+    mf = load_model_file(out / "model.ckpt")
+    assert mf.model == {"name": "device_container", "base": {"name": "cp_mobile"},
+                        "devices": ["a", "b", "c", "s1", "s2", "s3"]}
+    # the general model is the first stage's result; each device model differs from it only
+    # in the fine-tuned layer (the classifier), frozen BatchNorm statistics included
+    general = torch.load(out / "stages" / "1_general" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    sd = mf.state_dict
+    for key, value in general.items():
+        if key.startswith("model."):
+            assert torch.equal(sd["base." + key[6:]], value), key
+    for dev in mf.model["devices"]:
+        changed = {k for k in general if k.startswith("model.")
+                   and not torch.equal(sd[f"device_models.{dev}." + k[6:]], general[k])}
+        assert changed and all(k.startswith("model.classifier.") for k in changed), (dev, sorted(changed)[:3])
+        assert (out / "stages" / f"{2 + mf.model['devices'].index(dev)}_device_{dev}" / "logs" / "metrics.csv").exists()
+    # evaluation: every device's accuracy through its own model and through the general one
+    cmp = summary["metrics"]["device_specific"]
+    assert set(cmp["per_device"]) == {"a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"}
+    for dev, row in cmp["per_device"].items():
+        assert row["own_model"] == (dev in mf.model["devices"])
+        if not row["own_model"]:  # unseen devices go to the general model: both columns agree
+            assert row["general_accuracy"] == row["specific_accuracy"]
+    assert json.loads((out / "metrics.json").read_text())["device_specific"] == cmp
+    again = evaluate_run(out, synth, progress=False)
+    assert again["device_specific"]["per_device"] == cmp["per_device"]
+    # routing: a device-b clip gets the b model's logits, an unknown device the general model's
+    pred = Predictor.load(out / "model.ckpt")
+    clip = torch.randn(1, 1, 16000)
+    x = pred.features(clip)
+    with torch.no_grad():
+        own = pred.model.device_models["b"](x)
+        base = pred.model.base(x)
+        assert torch.allclose(pred.logits(clip, ["b"]), own, atol=1e-5)
+        assert torch.allclose(pred.logits(clip, ["s5"]), base, atol=1e-5)
+        assert not torch.allclose(own, base)
+    # complexity: one report per member model, each against the 2025 limits
+    reps = complexity_targets([str(out / "model.ckpt")])
+    assert len(reps) == 7
