@@ -565,3 +565,49 @@ def test_second_training_on_one_out_is_refused_and_the_first_finishes(env, tmp_p
     for name in ("model.ckpt", "summary.json", "recipe.yaml", "run_info.json"):
         assert (run / name).is_file(), name
     assert not lock.exists()
+
+
+def test_skip_policy_counts_lists_and_reports_in_every_command(env, tmp_path, capsys):
+    """With skipping asked for, the same bad files are skipped by train, features, evaluate,
+    predict and submit: counted, listed (the run's summary.json and metrics.json) and reported."""
+    import json
+
+    data = _copy_set(env, tmp_path)
+    bad_train = [data / "audio" / "bus-city-1-0-a.wav", data / "audio" / "park-city-4-1-a.wav"]
+    bad_test = data / "audio" / "tram-city-9-2-a.wav"
+    _truncate(bad_train[0])
+    _one_sample(bad_train[1])
+    _one_sample(bad_test)
+    for table in ("meta.csv", "evaluation_setup/fold1_train.csv"):  # a metadata row: label outside the scenes
+        _rewrite(data / table, "audio/metro-city-2-0-a.wav", 1, "volcano")
+    skip = ["--set", "data.on_error=skip"]
+
+    assert main(_train(env, tmp_path / "run", *skip, "--set", "train.batch_size=8", data=data)) == 0
+    err = capsys.readouterr().err
+    listed = json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped"]
+    assert {s["file"] for s in listed if "row" not in s} == {str(p) for p in (*bad_train, bad_test)}
+    assert any(s["file"] == str(data / "meta.csv") and "volcano" in s["reason"] for s in listed)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["skipped"] == [s for s in listed if s["file"] != str(bad_test)] + \
+        [s for s in listed if s["file"] == str(bad_test)] or {s["file"] for s in summary["skipped"]} == \
+        {s["file"] for s in listed}
+    assert f"skipped {len(listed)} unreadable file(s) or metadata row(s)" in err
+
+    assert main(["features", str(data), "--recipe", "quickstart", *skip, "--quiet",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "skipped 3 unreadable file(s)" in capsys.readouterr().err  # (the metadata row: see open_dataset)
+
+    model = tmp_path / "run" / "model.ckpt"
+    assert main(["evaluate", str(model), "--data", str(data), "--out", str(tmp_path / "ev"), "--skip-bad",
+                 "--quiet"]) == 0
+    assert [s["file"] for s in json.loads((tmp_path / "ev" / "metrics.json").read_text())["skipped"]] == \
+        [str(bad_test)]
+    assert "skipped 1 unreadable file(s)" in capsys.readouterr().out
+
+    assert main(["predict", str(model), str(bad_test), str(env.clip), "--skip-bad", "--quiet"]) == 0
+    assert "skipped 1 unreadable file(s), classified 1" in capsys.readouterr().err
+
+    assert main(["submit", str(model), "--data", str(data), "--out", str(tmp_path / "o.csv"), "--skip-bad",
+                 "--year", "2019", "--quiet"]) == 0  # 2019: no complexity limits for the fp32 quickstart
+    err = capsys.readouterr().err
+    assert str(bad_test) in err and "1 evaluation file(s) missing from the submission" in err

@@ -285,6 +285,7 @@ BASELINE = {
     ("features", "fmax"): None, ("features", "htk"): True, ("features", "mel_norm"): None,
     ("features", "center"): True, ("features", "pad_mode"): "reflect", ("features", "power"): 2.0,
     ("features", "scale"): "log", ("features", "log_eps"): 1e-5, ("features", "channels"): "mono",
+    ("features", "resampler"): "sinc_hann", ("features", "mel_fb"): "torchaudio",
     ("model", "name"): "cp_mobile", ("model", "base_channels"): 32, ("model", "channels_multiplier"): 1.8,
     ("model", "expansion"): 2.1, ("model", "blocks_per_stage"): [3, 2, 1],
     ("model", "strides"): {3: [1, 2], 4: [2, 1]}, ("model", "init"): "baseline", ("loss", "name"): "ce",
@@ -294,7 +295,7 @@ BASELINE = {
     ("train", "epochs"): 150, ("train", "batch_size"): 256, ("train", "keep"): "last", ("train", "drop_last"): False,
     ("augment", "waveform"): [{"name": "roll", "max_seconds": 0.1, "p": 1.0}],
     ("augment", "mel_power"): [{"name": "freq_mask", "max_width": 48, "continuous": True, "fill": 0.0, "p": 1.0}],
-    ("augment", "mix"): {"name": "freq_mixstyle", "alpha": 0.3, "p": 0.4},
+    ("augment", "mix"): {"name": "freq_mixstyle", "alpha": 0.3, "p": 0.4, "self_partners": True},
     ("augment", "spec"): [], ("compress", "fp16"): True,
 }
 # What Gao & Lee 2024 state and therefore change (sec. 2.1, 2.2); the rest follows the baseline.
@@ -342,3 +343,42 @@ def test_baseline_initialisation_is_kaiming_normal_fan_out():
     assert default.weight.std().item() == pytest.approx(1.0 / math.sqrt(3 * 32), rel=0.05)  # torch: a = sqrt(5)
     with pytest.raises(ConfigError):
         create_model("cp_mobile", init="xavier")
+
+
+def test_freq_mixstyle_self_partners_draw_a_plain_permutation():
+    """The baseline's mixstyle pairs by torch.randperm: some clips keep their own statistics."""
+    from asclab.augment import FreqMixStyle
+
+    b = 8
+    x = torch.randn(b, 1, 16, 20, generator=torch.Generator().manual_seed(0))
+    x = x * torch.arange(1, b + 1).view(b, 1, 1, 1)  # distinct statistics per clip
+    unchanged = 0
+    for seed in range(40):
+        gen = torch.Generator().manual_seed(seed)
+        # alpha 50: lam ~ 0.5, so only a self-partner leaves a clip unchanged
+        out, _ = FreqMixStyle(alpha=50.0, p=1.0, self_partners=True)(x, torch.arange(b), gen, num_classes=b)
+        unchanged += sum(bool(torch.allclose(out[i], x[i], atol=1e-4)) for i in range(b))
+    assert 15 <= unchanged <= 70  # one fixed point per random permutation on average: 40 expected
+
+
+def test_training_reads_audio_with_the_recipes_resampler(tmp_path):
+    """features.resampler reaches the training loader: sinc_hann (the baseline's torchaudio method), not soxr."""
+    import numpy as np
+    import soundfile as sf
+
+    from asclab.data.records import Record
+    from asclab.data.sinc_resample import sinc_resample_np
+    from asclab.train.data import make_dataset
+
+    rng = np.random.default_rng(0)
+    y = (0.1 * rng.standard_normal(44100)).astype(np.float32)
+    path = tmp_path / "clip-a.wav"
+    sf.write(path, y, 44100, subtype="FLOAT")
+    recipe = load_recipe("dcase2024_baseline")
+    recs = [Record(path=path, label="c0", device="a")]
+    wave = make_dataset(recs, recipe, ["c0"], ["a"], True, None, progress=False)[0]["wave"].numpy()
+    expected = sinc_resample_np(y[None], 44100, 32000)[:, :32000]
+    np.testing.assert_allclose(wave, expected, atol=1e-6)
+    soxr_recipe = load_recipe("dcase2024_baseline", ["features.resampler=soxr"])
+    other = make_dataset(recs, soxr_recipe, ["c0"], ["a"], True, None, progress=False)[0]["wave"].numpy()
+    assert np.abs(other - wave).max() > 1e-4

@@ -68,9 +68,9 @@ def test_total_loss_is_point_nine_scene_plus_point_one_device():
     b = batch()
     torch.manual_seed(0)
     total = m.training_step(b, 0)
-    # the same numbers by hand, from fresh eval-free forwards on a copy in the same state
+    # the same numbers by hand on a copy with the same weights (train mode: batch statistics)
     m2 = small_module()
-    m2.load_state_dict(m.state_dict())  # BN running stats differ only after the step; train mode uses batch stats
+    m2.load_state_dict(m.state_dict())
     feats = m2.model.features(b["x"])
     scene = F.cross_entropy(m2.model.classifier(feats).mean(dim=(2, 3)), F.one_hot(b["label"], 3).float())
     dev_logits = m2.device_head(feats)

@@ -31,6 +31,8 @@ def test_device_specific_stage_errors_name_the_problem():
         expand_device_stages([{"device_specific": {"devices": ["s4"]}}], recs("a"))
     with pytest.raises(ConfigError, match="must be the last stage"):
         expand_device_stages([{"device_specific": {}}, {"name": "after"}], recs("a"))
+    with pytest.raises(ConfigError, match="only one device_specific stage"):
+        expand_device_stages([{"device_specific": {}}, {"device_specific": {}}], recs("a"))
     with pytest.raises(ConfigError, match="unknown key"):
         expand_device_stages([{"device_specific": {"layer": "all"}}], recs("a"))
     with pytest.raises(ConfigError, match="device ids"):

@@ -18,10 +18,10 @@ from asclab.augment.mixing import CutMix, FreqMix, FreqMixStyle, Mixup, one_hot
 from asclab.cli import main
 from asclab.distill.cpjku_import import import_cpjku
 from asclab.distill.teacher_file import TeacherFile, clip_key, file_sha256
-from asclab.errors import AsclabError, ConfigError, DataError
+from asclab.errors import ConfigError, DataError
 from asclab.losses import build_loss
 from asclab.losses.focal import FocalLoss
-from asclab.train.averaging import LastEpochsAverage, recompute_bn
+from asclab.train.averaging import LastEpochsAverage
 
 
 # ----- the loss ------------------------------------------------------------------------
@@ -258,6 +258,11 @@ def test_two_tiny_teachers_per_fold_then_a_distilled_student(tmp_path, one_torch
         # per-fold teachers: the fold's test clips were not among that fold's teachers' training clips
         n_train = json.loads((teach / f"fold{fold}" / "members" / "teacher_a" / "run_info.json").read_text())["n_train"]
         assert n_train == len(index.train)
+    # asclab logits on the fold's ensemble folder (its members) gives the same file contents
+    assert main(["logits", str(teach / "fold1"), "--data", str(data), "--out", str(tmp_path / "again.h5"),
+                 "--quiet"]) == 0
+    again, first = TeacherFile.read(tmp_path / "again.h5"), TeacherFile.read(teach / "fold1" / "teachers.h5")
+    assert again.keys == first.keys and np.allclose(again.logits, first.logits, atol=1e-5)
     (tmp_path / "student.yaml").write_text(
         "base: quickstart\nloss: {name: kd, temperature: 2.0, label_weight: 0.02, base: ce}\n"
         f"data: {{teacher_logits: '{teach}/fold{{fold}}/teachers.h5', teacher_verify: true}}\n"

@@ -209,3 +209,31 @@ def test_train_init_from_an_imported_model_with_a_new_head(tmp_path, one_torch_t
     assert Path(s["model"]).exists()
     err = capsys.readouterr().err  # the run started from the imported weights, with a new 3-class head
     assert "tensors copied" in err and "new head 'classifier'" in err
+
+
+def test_sys4_evaluate_submit_and_export_a_device_model(sys4_model, tmp_path, one_torch_thread):
+    """evaluate routes each record by its device (1-s crops: the reference's first_1s), submit uses
+    whole files and checks each device model against the 2025 rule, export writes one device's ONNX."""
+    from asclab.api import evaluate_run
+    from asclab.export.onnx_export import export_onnx
+    from asclab.submit import write_submission
+
+    ref = _real()
+    import shutil
+    labelled = [f for f in ref["files"] if ref["files"][f]["label"] is not None and f.startswith("tut2018")][:5]
+    for f in labelled:  # a manifest lists files inside its own folder
+        shutil.copy(SAMPLES / f, tmp_path / Path(f).name)
+    manifest = tmp_path / "tut.csv"
+    manifest.write_text("path,label,device,split\n" + "".join(
+        f"{Path(f).name},{ref['files'][f]['label']},b,test\n" for f in labelled))
+    m = evaluate_run(sys4_model, manifest, out_dir=tmp_path / "eval", progress=False)
+    want = sum(ref["files"][f]["by_device"]["b"]["first_1s"]["argmax"] == ref["files"][f]["label"] for f in labelled)
+    assert round(m["accuracy"] * len(labelled)) == want
+    out = tmp_path / "output.csv"
+    s = write_submission(sys4_model, SAMPLES, out, year=2025, progress=False)
+    assert s["complexity"]["param_bytes"] == 61148 * 2  # one device model at fp16, not the whole container
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    assert {r[0]: r[1] for r in rows} == {f: ref["files"][f]["by_device"]["d"]["whole_file"]["argmax"]
+                                          for f in ref["files"]}
+    r = export_onnx(sys4_model, tmp_path / "s3.onnx", input_kind="features", device="s3")
+    assert r["files"][0]["max_abs_diff"] < 1e-4

@@ -160,15 +160,24 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
                "complexity": final, "weights": weights, "openset": mf.openset}
     write_json(out / "complexity.json", {**final, "pruning": result.pruning} if result.pruning else final)
     plot_training_curves(out / "logs" / "metrics.csv", out / "training_curves.png")
+    # data.on_error: skip -- metadata rows and audio files left out, all listed (summary.json, metrics.json)
+    run_skipped = [{"file": f, "row": row, "reason": why} for f, row, why in index.skipped] + \
+        [{"file": f, "reason": why} for f, why in result.skipped]
     if val_records and any(r.label is not None for r in val_records):
         metrics = evaluate_run(out / "model.ckpt", records=val_records, out_dir=out, progress=progress,
-                               tta=int(recipe["inference"].get("tta") or 0))
+                               tta=int(recipe["inference"].get("tta") or 0),
+                               on_error=recipe["data"].get("on_error", "raise"))
+        if run_skipped:  # the README's promise: every skipped file of the run is listed in metrics.json
+            listed = {s["file"] for s in metrics["skipped"]}
+            metrics["skipped"] = [s for s in run_skipped if s["file"] not in listed] + metrics["skipped"]
+            write_json(out / "metrics.json", {k: v for k, v in metrics.items() if k != "text"})
         summary["metrics"] = metrics
         mf.metrics = metrics
         save_model_file(mf, out / "model.ckpt")
-    if result.skipped:
-        summary["skipped"] = [{"file": f, "reason": why} for f, why in result.skipped]
-        print(f"skipped {len(result.skipped)} unreadable file(s); listed in {out / 'summary.json'}", file=sys.stderr)
+    if run_skipped:
+        summary["skipped"] = run_skipped
+        print(f"skipped {len(run_skipped)} unreadable file(s) or metadata row(s); listed in {out / 'summary.json'} "
+              "and metrics.json", file=sys.stderr)
     summary["total_seconds"] = round(time.time() - t0, 1)
     write_json(out / "summary.json", summary)
     return summary
@@ -275,8 +284,16 @@ def build_features(recipe_name: str | Path | dict, data_dir: str | Path, *, over
     validation = ValidationSpec.from_recipe(recipe)
     if validation is not None:  # the same split train_run carves
         train, carved = carve_validation(train, validation, seed)
-    splits = {"train": select_training_records(train, recipe, seed), "validation": carved,
-              "test": [r for r in index.test if r.label is not None]}
+    test = [r for r in index.test if r.label is not None]
+    if recipe["data"].get("on_error") == "skip":  # as train does: unreadable audio counted, reported, left out
+        from asclab.train.data import readable_records
+        duration = recipe["data"].get("duration")
+        (train, bad), (carved, bad_val), (test, bad_test) = (readable_records(x, duration) for x in (train, carved, test))
+        for _, why in bad + bad_val + bad_test:
+            print(f"skipped {why}", file=sys.stderr)
+        if bad + bad_val + bad_test:
+            print(f"skipped {len(bad + bad_val + bad_test)} unreadable file(s)", file=sys.stderr)
+    splits = {"train": select_training_records(train, recipe, seed), "validation": carved, "test": test}
     rows = []
     for split, records in splits.items():
         if not records:

@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised variant")
     ex.add_argument("--val-data", default=None, metavar="DIR", help="labelled data to measure each file's accuracy")
     ex.add_argument("--json", action="store_true")
+    ex.add_argument("--device", default=None, metavar="ID",
+                    help="of a device-specific model, export the model of this device (default: the general one)")
 
     cv = sub.add_parser("crossval", help="train and evaluate on each fold (predefined, or recording-wise with --group-by)")
     cv.add_argument("recipe")
@@ -358,7 +360,7 @@ def cmd_submit(args) -> int:
 def cmd_export(args) -> int:
     from asclab.export.onnx_export import export_onnx
     r = export_onnx(args.ckpt, args.out, input_kind=args.input_kind, fp16=args.fp16, int8=args.int8,
-                    val_data=args.val_data)
+                    val_data=args.val_data, device=args.device)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0

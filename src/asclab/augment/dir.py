@@ -23,7 +23,7 @@ convolution is one batched FFT product in torch, on the batch's device.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ class DeviceImpulseResponse(nn.Module):
     uses_devices = True  # asclab.augment.Compose passes the batch's device names
 
     def __init__(self, folder: str, sample_rate: int, p: float = 0.6, devices: Sequence[str] = ("a",),
-                 normalize: str = "energy") -> None:
+                 normalize: Literal["energy", "none"] = "energy") -> None:
         super().__init__()
         self.p = probability(p)
         if isinstance(devices, str):

@@ -213,14 +213,18 @@ class FreqMixStyle(BatchMix):
     then rescaled with a mix of its and its partner's statistics:
     mu = lam mu_i + (1 - lam) mu_perm(i), sigma likewise, lam ~ Beta(alpha, alpha)
     per example. Statistics are not back-propagated through. Targets unchanged
-    (mixing style, not content). Input [B, C, F, T].
+    (mixing style, not content). Input [B, C, F, T]. Partners come from
+    :func:`partners` (never the clip itself); ``self_partners: true`` draws a
+    plain ``randperm`` instead, which may pair a clip with itself (leaving it
+    unchanged), as the DCASE 2024 baseline's ``mixstyle`` (CPJKU
+    dcase2024_task1_baseline, helpers/utils.py) does.
     """
 
-    def __init__(self, alpha: float = 0.3, p: float = 0.4, eps: float = 1e-6) -> None:
+    def __init__(self, alpha: float = 0.3, p: float = 0.4, eps: float = 1e-6, self_partners: bool = False) -> None:
         super().__init__(p)
         if float(alpha) <= 0:
             raise ConfigError(f"freq_mixstyle alpha must be positive, got {alpha!r}")
-        self.alpha, self.eps = float(alpha), float(eps)
+        self.alpha, self.eps, self.self_partners = float(alpha), float(eps), bool(self_partners)
 
     def forward(self, x: Tensor, targets: Tensor, generator: torch.Generator | None = None,
                 num_classes: int | None = None) -> tuple[Tensor, Tensor]:
@@ -232,7 +236,7 @@ class FreqMixStyle(BatchMix):
         b = x.shape[0]
         if b < 2:  # no partner to take statistics from
             return x, y
-        perm = partners(b, generator, x.device)
+        perm = randperm(b, generator, x.device) if self.self_partners else partners(b, generator, x.device)
         mu = x.mean(dim=(1, 3), keepdim=True).detach()
         sig = (x.var(dim=(1, 3), keepdim=True) + self.eps).sqrt().detach()
         lam = _expand(beta(b, self.alpha, generator=generator, device=x.device), x)

@@ -269,7 +269,7 @@ def _one_line(e: Exception) -> str:
 # A recording holding less than this share of the clip length the model classifies is
 # near-empty (a 1-sample file must not get a confident label): an error naming the file, or
 # skipped and reported with skipping asked for. Not from a paper: asclab's rule (issue 11).
-MIN_AUDIO_SHARE = 0.5
+MIN_AUDIO_SHARE = 0.1
 
 
 def check_not_near_empty(path: str | Path, clip_seconds: float | None, share: float = MIN_AUDIO_SHARE) -> None:

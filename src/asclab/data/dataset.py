@@ -35,6 +35,7 @@ class WaveformDataset(Dataset):
         *,
         devices: Sequence[str] | None = None,
         on_error: str = "raise",
+        resampler: str = "soxr",
     ) -> None:
         policy = ErrorPolicy(on_error)
         self.classes = list(classes)
@@ -61,6 +62,7 @@ class WaveformDataset(Dataset):
         self.sample_rate = sample_rate
         self.channels = channels
         self.duration = duration
+        self.resampler = resampler  # features.resampler: soxr, or sinc_hann (the CPJKU baselines' torchaudio method)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -68,7 +70,7 @@ class WaveformDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
         check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
-        wave = load_audio(rec.path, self.sample_rate, self.channels, self.duration)
+        wave = load_audio(rec.path, self.sample_rate, self.channels, self.duration, resampler=self.resampler)
         return {
             "wave": torch.from_numpy(wave),
             "label": self.class_index[rec.label] if rec.label is not None else -1,

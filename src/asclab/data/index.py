@@ -144,7 +144,8 @@ def open_dataset(
     """Read a data set, auto-detecting its layout.
 
     Layouts: ``split*.csv`` (in the root or ``split_setup/``) -> "dcase2024"
-    (``split="split25"`` etc., default the largest); ``meta.csv`` or
+    (``split="split25"`` etc., default the largest; ``split="dcase2025"``: the DCASE 2025
+    split, split25 + test with a device id for every clip, layout "dcase2025"); ``meta.csv`` or
     ``evaluation_setup/`` -> "tau" (``split="evaluate"`` adds the unlabelled
     fold1_test records); a ``.csv`` file or a folder with ``manifest.csv`` ->
     "manifest"; otherwise class folders. ``class_map`` (a mapping or the name

@@ -30,7 +30,10 @@ def member_checkpoints(runs: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for run in runs:
         members = ensemble_members(run)
-        out.extend(resolve_checkpoint(m) for m in members) if members else out.append(resolve_checkpoint(run))
+        if members:
+            out.extend(resolve_checkpoint(m) for m in members)
+        else:
+            out.append(resolve_checkpoint(run))
     if not out:
         raise AsclabError("asclab logits needs at least one teacher run")
     return out

@@ -52,10 +52,12 @@ class DcaseModel(nn.Module):
         self.devices: list[str] = list(predictor.meta.devices or [])
         self.openset = predictor.openset  # the model file's open-set rule, or None
         self.windowing = Windowing.for_model(predictor.fcfg.sample_rate, predictor.fcfg.channels,
-                                             predictor.duration)
+                                             predictor.duration, whole_file=predictor.whole_file,
+                                             resampler=predictor.fcfg.resampler)
 
-    def forward(self, waveform: Tensor) -> Tensor:
-        return self.network(self.features(waveform))
+    def forward(self, waveform: Tensor, device_ids: Sequence[str | None] | None = None) -> Tensor:
+        """Logits; ``device_ids`` route the clips of a device container (asclab.models.device_container)."""
+        return self.predictor.logits(waveform, None if device_ids is None else list(device_ids))
 
 
 def load_model(model_file_path: str | Path | None = None) -> DcaseModel:
@@ -66,7 +68,10 @@ def load_model(model_file_path: str | Path | None = None) -> DcaseModel:
 
 
 def get_model_for_device(model: DcaseModel, device_id: str) -> nn.Module:
-    """The network (features -> logits) used for ``device_id``; the same for every device."""
+    """The network (features -> logits) used for ``device_id``: a device container's model for it
+    (the general model for an unknown id), else the one network every device shares."""
+    if hasattr(model.network, "model_for_device"):
+        return model.network.model_for_device(device_id)
     return model.network
 
 
@@ -91,14 +96,25 @@ def predict(file_paths: Sequence[str | Path], device_ids: Sequence[str] | None =
     device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
     model = model.to(device)
 
-    def probs_fn(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            logits = model(torch.from_numpy(batch).to(device))
-        return torch.softmax(logits, dim=1).cpu().numpy()
+    def probs_fn_for(device_id):
+        ids = None if device_id is None or not hasattr(model.network, "model_for_device") else device_id
 
-    results = classify_files([Path(p) for p in file_paths], probs_fn, model.class_order, model.windowing,
-                             batch_size=batch_size, progress=len(file_paths) > 1)
-    probs = np.stack([r.probs for r in results])
+        def probs_fn(batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                x = torch.from_numpy(batch).to(device)
+                logits = model(x, None if ids is None else [ids] * len(x))
+            return torch.softmax(logits, dim=1).cpu().numpy()
+        return probs_fn
+
+    # files grouped by device id (one model per device in a device container), results in input order
+    ids = list(device_ids) if device_ids is not None else [None] * len(file_paths)
+    by_file: dict[int, np.ndarray] = {}
+    for dev in dict.fromkeys(ids):
+        rows = [i for i, d in enumerate(ids) if d == dev]
+        results = classify_files([Path(file_paths[i]) for i in rows], probs_fn_for(dev), model.class_order,
+                                 model.windowing, batch_size=batch_size, progress=len(file_paths) > 1)
+        by_file.update({i: r.probs for i, r in zip(rows, results)})
+    probs = np.stack([by_file[i] for i in range(len(file_paths))])
     logits = decision_logits(probs, model.class_order, model.openset)
     return torch.from_numpy(logits).float(), list(model.class_order)
 

@@ -79,13 +79,15 @@ class ExportedFile:
 
 def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: str = "waveform",
                 fp16: bool = False, int8: bool = False, val_data: str | Path | None = None,
-                tolerance: float = TOLERANCE, n_checks: int = 3, seed: int = 0, progress: bool = False) -> dict:
+                tolerance: float = TOLERANCE, n_checks: int = 3, seed: int = 0, progress: bool = False,
+                device: str | None = None) -> dict:
     """Write ``out`` (default: beside the checkpoint, ``model.onnx``), verify it, and the requested
-    variants. Returns ``{"files": [ExportedFile.to_dict(), ...], "validation": {...} | None}``."""
+    variants. Returns ``{"files": [ExportedFile.to_dict(), ...], "validation": {...} | None}``.
+    ``device``: of a device container, export the model of this device (default: the general one)."""
     if input_kind not in INPUT_KINDS:
         raise ConfigError(f"--input must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
     ckpt_path = resolve_checkpoint(ckpt)
-    pred = Predictor.load(ckpt_path)
+    pred = _one_network(Predictor.load(ckpt_path), device)
     out = Path(out) if out is not None else ckpt_path.with_suffix(".onnx")
     if out.suffix != ".onnx":
         raise ConfigError(f"{out}: the ONNX file name must end in .onnx")
@@ -119,6 +121,18 @@ def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: 
     for f in files:
         _write_sidecar(f, meta)
     return {"files": [f.to_dict() for f in files], "validation": validation}
+
+
+def _one_network(pred: Predictor, device: str | None) -> Predictor:
+    """The predictor of one network in float32: a device container's member for ``device`` (the general
+    model for None or an unknown id); fp16 weights upcast exactly (``--fp16`` writes the fp16 variant)."""
+    import copy
+    import dataclasses
+
+    chosen = pred.for_device(device)
+    if chosen.model is pred.model and chosen.precision == "fp32":
+        return pred
+    return dataclasses.replace(chosen, model=copy.deepcopy(chosen.model).float().eval(), precision="fp32")
 
 
 # ---- the two graphs -------------------------------------------------------------------------
@@ -305,19 +319,21 @@ def _write_sidecar(f: ExportedFile, meta: dict) -> None:
 
 
 def _check_inputs(pred: Predictor, input_kind: str, window: float, n: int, seed: int) -> list[np.ndarray]:
-    """Random inputs of batch 1..3 and lengths 1, 0.6 and 1.4 x the clip (noise at -20 dBFS)."""
+    """Random inputs of batch 1..3 and lengths 1, 0.6 and 1.4 x the clip (noise at -20 dBFS; for the
+    features input, that noise's features: the value range a trained network's BN statistics expect)."""
     rng = np.random.default_rng(seed)
     cfg = pred.fcfg
     out = []
     for i in range(max(1, n)):
         batch, scale = 1 + i % 3, (1.0, 0.6, 1.4)[i % 3]
+        samples = max(int(round(window * scale * cfg.sample_rate)), cfg.n_fft + 16 * cfg.hop_length)
+        chans = 2 if cfg.channels == "stereo" else 1
+        wave = (0.1 * rng.standard_normal((batch, chans, samples))).astype(np.float32)
         if input_kind == "waveform":
-            samples = max(int(round(window * scale * cfg.sample_rate)), cfg.n_fft + 16 * cfg.hop_length)
-            chans = 2 if cfg.channels == "stereo" else 1
-            out.append((0.1 * rng.standard_normal((batch, chans, samples))).astype(np.float32))
+            out.append(wave)
         else:
-            frames = max(pred.features.frames_for(window * scale), 16)
-            out.append(rng.standard_normal((batch, cfg.in_chans, cfg.n_mels, frames)).astype(np.float32))
+            with torch.no_grad():
+                out.append(pred.features(torch.from_numpy(wave)).numpy())
     return out
 
 

@@ -46,13 +46,16 @@ class Split:
     dataset: Dataset
 
 
-def readable_records(records: list[Record]) -> tuple[list[Record], list[tuple[str, str]]]:
+def readable_records(records: list[Record], duration: float | None = None
+                     ) -> tuple[list[Record], list[tuple[str, str]]]:
     """With ``data.on_error: skip``: the records whose audio opens (header, size and
-    truncation checked), and (file, reason) for the others, to be counted and reported."""
+    truncation checked) and, given the clip ``duration``, is not near-empty
+    (``asclab.data.audio.MIN_AUDIO_SHARE``), and (file, reason) for the others."""
     ok, skipped = [], []
     for rec in records:
         try:
             audio_info(rec.path)
+            check_not_near_empty(rec.path, duration)
             ok.append(rec)
         except DataError as exc:
             skipped.append((str(rec.path), str(exc)))
@@ -66,7 +69,7 @@ def make_dataset(records: list[Record], recipe: dict, classes: list[str], device
     on_error = recipe["data"].get("on_error", "raise")
     if waveforms:
         return WaveformDataset(records, classes, fcfg.sample_rate, fcfg.channels, duration,
-                               devices=devices, on_error=on_error)
+                               devices=devices, on_error=on_error, resampler=fcfg.resampler)
     cache = feature_cache(records, recipe, cache_dir, progress)
     cidx = {c: i for i, c in enumerate(classes)}
     didx = {d: i for i, d in enumerate(devices)}
@@ -82,7 +85,7 @@ def feature_cache(records: list[Record], recipe: dict, cache_dir: Path | None, p
     fcfg = FeatureConfig.from_dict(recipe["features"])
     duration = recipe["data"].get("duration")
     train = recipe["train"]
-    return FeatureCache.build(records, fcfg, ClipLoader(fcfg.sample_rate, fcfg.channels, duration),
+    return FeatureCache.build(records, fcfg, ClipLoader(fcfg.sample_rate, fcfg.channels, duration, fcfg.resampler),
                               Path(cache_dir or default_cache_dir()), duration=duration, progress=progress,
                               workers=int(workers or train.get("cache_workers") or 1),
                               shard_size=int(shard_size or train.get("cache_shard_size") or DEFAULT_SHARD_SIZE),
@@ -105,10 +108,12 @@ class ClipLoader:
     sample_rate: int
     channels: str = "mono"
     duration: float | None = None
+    resampler: str = "soxr"  # features.resampler: soxr, or sinc_hann (the CPJKU baselines' torchaudio method)
 
     def __call__(self, rec: Record):
         check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
-        return load_audio(rec.path, self.sample_rate, channels=self.channels, duration=self.duration)
+        return load_audio(rec.path, self.sample_rate, channels=self.channels, duration=self.duration,
+                          resampler=self.resampler)
 
 
 def select_training_records(records: list[Record], recipe: dict, seed: int) -> list[Record]:

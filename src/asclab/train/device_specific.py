@@ -49,6 +49,8 @@ def expand_device_stages(stages: list[dict], train_records: list[Record]) -> lis
                 raise ConfigError(f"workflow stage {i + 1}: a device_specific stage must be the last stage")
             out.append(st)
             continue
+        if out and device_of(out[-1]) is not None:
+            raise ConfigError(f"workflow stage {i + 1}: only one device_specific stage per workflow")
         if spec is True:
             spec = {}
         if not isinstance(spec, dict):

@@ -18,7 +18,6 @@ from lightning.pytorch.loggers import CSVLogger
 
 from asclab.compress.complexity import complexity_report, default_input_shape
 from asclab.compress.prune import finalize_pruning
-from asclab.config import deep_merge
 from asclab.data.records import Record
 from asclab.data.validation import kept_weights
 from asclab.features.config import FeatureConfig
@@ -73,8 +72,9 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
     devices = device_list(list(train_records) + list(val_records), major)
     skipped: list[tuple[str, str]] = []
     if recipe["data"].get("on_error") == "skip":  # unreadable audio: counted, reported, left out
-        train_records, bad_train = readable_records(list(train_records))
-        val_records, bad_val = readable_records(list(val_records))
+        duration = recipe["data"].get("duration")
+        train_records, bad_train = readable_records(list(train_records), duration)
+        val_records, bad_val = readable_records(list(val_records), duration)
         skipped = bad_train + bad_val
         for path, why in skipped:
             print(f"skipped {why}", file=sys.stderr)

@@ -143,7 +143,7 @@ class ASCModule(L.LightningModule):
             # ArcFace needs a hard label for its margin; mixing is off in those stages.
             loss = F.cross_entropy(self.logits(x, y_cls.argmax(1)), y_cls)
         elif self.device_head is not None:
-            loss, dev_loss = self.device_head_loss(x, y_cls, batch["device"])
+            loss, dev_loss = self.device_head_loss(x, y_cls, batch["device"], y_teacher)
             self.log("train_device_loss", dev_loss, on_step=False, on_epoch=True)
         else:
             loss = self.class_loss(self.model(x), y_cls, y_teacher)
@@ -152,12 +152,12 @@ class ASCModule(L.LightningModule):
         return loss
 
     def device_head_loss(self, x: torch.Tensor, y_cls: torch.Tensor,
-                         device: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                         device: torch.Tensor, y_teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(total, device loss) for Gao & McDonnell 2020 sec. 2.4: one body pass feeds the
         scene output and the device head; ``device`` (indices, 0 = major) is not mixed."""
         body, logits = body_and_logits(self.model, x)
         dev_loss = self.device_head.loss(self.device_head(body), device)
-        return self.device_head.total(self.loss_fn(logits, y_cls), dev_loss), dev_loss
+        return self.device_head.total(self.class_loss(logits, y_cls, y_teacher), dev_loss), dev_loss
 
     def validation_step(self, batch: dict, batch_idx: int):
         x = self.inputs(batch, train=False)
