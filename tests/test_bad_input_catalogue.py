@@ -547,7 +547,7 @@ def test_second_training_on_one_out_is_refused_and_the_first_finishes(env, tmp_p
     import time
 
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "asclab.cli", "--threads", "1", *_train(env, run, "--set", "train.epochs_cap=3")]
+    cmd = [sys.executable, "-m", "asclab.cli", "--threads", "1", *_train(env, run, "--set", "train.epochs_cap=2")]
     env_vars = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_vars)
     lock = tmp_path / ".run.asclab-lock"
@@ -559,7 +559,7 @@ def test_second_training_on_one_out_is_refused_and_the_first_finishes(env, tmp_p
     second = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=120)
     assert second.returncode == 2, second.stderr
     assert f"in use by asclab run pid {first.pid}" in second.stderr and second.stderr.count("\n") == 1
-    assert time.time() - t0 < 30  # refused at once (the time is mostly python's start)
+    assert time.time() - t0 < 10  # refused at once, before torch is imported (measured: 1 s)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     for name in ("model.ckpt", "summary.json", "recipe.yaml", "run_info.json"):
@@ -588,9 +588,7 @@ def test_skip_policy_counts_lists_and_reports_in_every_command(env, tmp_path, ca
     assert {s["file"] for s in listed if "row" not in s} == {str(p) for p in (*bad_train, bad_test)}
     assert any(s["file"] == str(data / "meta.csv") and "volcano" in s["reason"] for s in listed)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["skipped"] == [s for s in listed if s["file"] != str(bad_test)] + \
-        [s for s in listed if s["file"] == str(bad_test)] or {s["file"] for s in summary["skipped"]} == \
-        {s["file"] for s in listed}
+    assert {s["file"] for s in summary["skipped"]} == {s["file"] for s in listed}
     assert f"skipped {len(listed)} unreadable file(s) or metadata row(s)" in err
 
     assert main(["features", str(data), "--recipe", "quickstart", *skip, "--quiet",

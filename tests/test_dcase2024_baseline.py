@@ -214,12 +214,16 @@ def test_frequency_mask_before_the_log_matches_the_definition_and_differs_from_a
 
 
 def test_continuous_mask_draw_is_torchaudios():
-    """torchaudio iid masks: v ~ U[0, 48), s ~ U[0, 256 - v): widths floor(s+v) - floor(s) in 0..48, mean ~24."""
+    """torchaudio mask_along_axis_iid: v ~ U[0, 48), s ~ U[0, 256 - v), bins floor(s) .. floor(s) + floor(v) - 1:
+    widths 0..47 uniformly (mean 23.5), where the integer draw gives 0..48."""
     x = torch.ones(20000, 1, 256, 2)
     masked = FreqMask(max_width=48, continuous=True)(x, torch.Generator().manual_seed(0))[..., 0] == 0
-    width = masked.sum(dim=(1, 2)).double()
-    assert width.max() <= 48 and width.min() == 0
-    assert width.mean() == pytest.approx(24.0, abs=0.4)
+    width = masked.sum(dim=(1, 2))
+    counts = torch.bincount(width, minlength=48)
+    assert counts.numel() == 48 and (counts > 0.7 * 20000 / 48).all()  # every width 0..47, none of 48
+    assert width.double().mean() == pytest.approx(23.5, abs=0.4)
+    integer = FreqMask(max_width=48)(x, torch.Generator().manual_seed(0))[..., 0] == 0
+    assert integer.sum(dim=(1, 2)).max() == 48
     first = masked[:, 0].float().argmax(dim=-1)
     contiguous = masked[:, 0].float().diff(dim=-1).abs().sum(dim=-1) <= 2
     assert contiguous.all() and first.max() > 200  # one band each, anywhere in the 256 bins
@@ -382,3 +386,24 @@ def test_training_reads_audio_with_the_recipes_resampler(tmp_path):
     soxr_recipe = load_recipe("dcase2024_baseline", ["features.resampler=soxr"])
     other = make_dataset(recs, soxr_recipe, ["c0"], ["a"], True, None, progress=False)[0]["wave"].numpy()
     assert np.abs(other - wave).max() > 1e-4
+
+
+def test_the_trainer_converts_warmup_steps_with_the_splits_steps_per_epoch():
+    """ASCModule.configure_optimizers: split5 at batch 78 is 90 steps an epoch, so 2000 steps ~ 22 epochs;
+    a run capped to 1 epoch keeps the same share of its steps for the warm-up."""
+    from types import SimpleNamespace
+
+    from asclab.train.module import ASCModule
+    from asclab.train.stages import cap_epochs
+
+    classes = [f"c{i}" for i in range(10)]
+    full = ASCModule(load_recipe("gao_lee2024_split5"), classes)
+    full._trainer = SimpleNamespace(estimated_stepping_batches=150 * 90)
+    sched = full.configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert isinstance(full.configure_optimizers()["optimizer"], torch.optim.AdamW)
+    assert sched.warmup_epochs == pytest.approx(2000 / 90) and sched.steps_per_epoch == 90
+    capped = ASCModule(cap_epochs(load_recipe("gao_lee2024_split5", ["train.epochs_cap=1"])), classes)
+    capped._trainer = SimpleNamespace(estimated_stepping_batches=90)
+    short = capped.configure_optimizers()["lr_scheduler"]["scheduler"]
+    warmup_real_steps = short.warmup_epochs * short.steps_per_epoch
+    assert warmup_real_steps / 90 == pytest.approx(2000 / (150 * 90))

@@ -53,3 +53,30 @@ def test_model_file_roundtrip_and_per_device_complexity(tmp_path, one_torch_thre
     assert sorted(reports) == sorted(f"{path} [{k}]" for k in ("base", "a", "b"))
     for r in reports.values():  # each member is one cp_mobile with 4 classes, counted alone
         assert r["params"] == sum(p.numel() for p in c.base.parameters())
+
+
+def test_dcase_api_routes_files_by_device_id(tmp_path, one_torch_thread):
+    import numpy as np
+    import soundfile as sf
+
+    from asclab.export import dcase_api
+
+    c = _container()
+    model_cfg = {"name": "device_container", "base": {"name": "cp_mobile"}, "devices": ["a", "b"]}
+    recipe = {"name": "t", "features": FEATURES, "model": model_cfg, "inference": {"whole_file": True}}
+    path = save_model_file(ModelFile(state_dict=c.state_dict(), classes=list("wxyz"), features=FEATURES,
+                                     model=model_cfg, recipe=recipe, duration=1.0, devices=["a", "b"]),
+                           tmp_path / "m.ckpt")
+    wav = tmp_path / "x.wav"
+    sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32), 32000)
+    model = dcase_api.load_model(path)
+    assert dcase_api.get_model_for_device(model, "b") is model.network.device_models["b"]
+    assert dcase_api.get_model_for_device(model, "unknown") is model.network.base
+    logits, _ = dcase_api.predict([wav, wav, wav], ["a", "zz", "b"], model=model)
+    pred = Predictor.load(path)
+    x = pred.features(torch.from_numpy(pred.load_wave(wav, duration=None))[None])
+    with torch.no_grad():
+        for row, dev in zip(logits, ["a", None, "b"]):
+            want = torch.log_softmax(pred.model.model_for_device(dev)(x), dim=1)[0]
+            assert torch.allclose(row, want, atol=1e-4)
+    assert not torch.allclose(logits[0], logits[2], atol=1e-3)

@@ -276,3 +276,25 @@ def test_two_tiny_teachers_per_fold_then_a_distilled_student(tmp_path, one_torch
     import yaml
 
     assert yaml.safe_load((out / "fold2" / "recipe.yaml").read_text())["data"]["test_fold"] == 2
+
+
+def test_best_epochs_average_keeps_the_k_best_validation_epochs_and_needs_a_validation_split():
+    from asclab.train.averaging import BestEpochsAverage, build_averaging
+
+    model = nn.Linear(2, 1)
+    pl = SimpleNamespace(model=model, device=torch.device("cpu"), inputs=lambda batch, train: batch["x"])
+    avg = BestEpochsAverage(2, bn="average")
+    weights = {}
+    for epoch, score in enumerate([0.5, 0.9, 0.2, 0.8]):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        weights[epoch] = model.weight.clone()
+        avg.on_validation_end(SimpleNamespace(callback_metrics={"val_macro_acc": torch.tensor(score)},
+                                              sanity_checking=False, current_epoch=epoch), pl)
+    assert avg.epochs == [1, 3]
+    avg.apply(pl, [])
+    assert torch.allclose(model.weight, (weights[1] + weights[3]) / 2)
+    with pytest.raises(ConfigError, match="data.validation"):
+        build_averaging({"average_best": 3}, has_validation=False)
+    assert isinstance(build_averaging({"average_best": 3}, has_validation=True), BestEpochsAverage)
+    assert build_averaging({}) is None

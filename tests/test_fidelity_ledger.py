@@ -116,12 +116,15 @@ def test_recipe_values_the_ledger_quotes_are_the_recipes():
     quoted = RECIPE_VALUE.findall(_text())
     assert len(quoted) >= 40
     known = set(list_recipes())
+    recipes: dict[str, dict] = {}
     wrong = []
     for name, key, text in quoted:
         assert name in known, f"the ledger quotes an unknown recipe {name!r}"
         expected = yaml.safe_load(text)
+        if name not in recipes:
+            recipes[name] = load_recipe(name)
         try:
-            actual = _lookup(load_recipe(name), key)
+            actual = _lookup(recipes[name], key)
         except (KeyError, IndexError, ValueError):
             wrong.append(f"{name}: {key} is not set (ledger: {text})")
             continue

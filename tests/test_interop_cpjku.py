@@ -3,6 +3,7 @@ the Karasin_JKU 2025 system 4 reference logits (../shared/checkpoints)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _randomised_cp_mobile(seed: int):
 def test_sinc_resampler_matches_its_definition():
     # a float64-built kernel: the window x sinc formula evaluated directly for one phase and tap
     k, width = sinc_kernel(48000, 32000, kernel_dtype=None)
-    assert k.shape == (2, 1, 2 * width + 3) and width == math_ceil(6 * 3 / (2 * 0.99))
+    assert k.shape == (2, 1, 2 * width + 3) and width == math.ceil(6 * 3 / (2 * 0.99))
     t = (-1 / 2 + (-width + 5) / 3) * 2 * 0.99  # phase 1, tap 5, in cut-off periods
     want = np.sinc(t) * np.cos(np.pi * t / 12) ** 2 * (2 * 0.99 / 3)
     assert abs(float(k[1, 0, 5]) - want) < 1e-6
@@ -65,11 +66,6 @@ def test_sinc_resampler_matches_its_definition():
     ref = torch.sin(2 * torch.pi * 440 * torch.arange(3200) / 32000)
     assert float((y[200:-200] - ref[200:-200]).abs().max()) < 2e-3
     assert sinc_resample(x, 32000, 32000) is x
-
-
-def math_ceil(v: float) -> int:
-    import math
-    return math.ceil(v)
 
 
 def test_imports_2024_layout_and_reproduces_the_network(tmp_path, one_torch_thread):

@@ -91,9 +91,9 @@ def test_predict_files_and_timeline_answer_unknown(setup):
 def test_evaluate_uses_the_stored_rule(setup):
     records = [Record(path=f, label="unknown") for f in setup["files"]]
     m = evaluate_run(setup["rule"], records=records, out_dir=setup["tmp"] / "eval_rule", progress=False)
-    assert m["accuracy"] == 1.0
+    assert m["accuracy"] == 1.0 and m["openset"]["weight"] == 5.0  # metrics.json names the rule used
     m = evaluate_run(setup["plain"], records=records, out_dir=setup["tmp"] / "eval_plain", progress=False)
-    assert m["accuracy"] == 0.0
+    assert m["accuracy"] == 0.0 and m["openset"] is None
 
 
 def test_submission_labels_answer_unknown(setup):

@@ -121,15 +121,16 @@ def test_sys4_package_in_a_fresh_venv_reproduces_asclab_predict(tmp_path, one_to
     py = _fresh_venv(tmp_path)
     _install(py, tmp_path / "pkg")
     files = sorted(SAMPLES.rglob("*.wav"))
-    worst, results = 0.0, {}
-    for dev in ("s2", "d"):
-        got = _run(py, "Karasin_JKU_task1.Karasin_JKU_task1_1", files, [dev] * len(files), cwd=tmp_path)
-        assert "site-packages" in got["where"] and got["classes"] == TAU_CLASSES
-        want, _ = classify_recordings(model, files, device=dev, progress=False)
-        results[dev] = want
-        for r, logits in zip(want, got["logits"]):
-            assert TAU_CLASSES[int(np.argmax(logits))] == r.label, (r.path, dev)
-            worst = max(worst, float(np.abs(np.array(logits) - r.logits).max()))
+    devices = [("a", "b", "c", "s1", "s2", "s3", "d")[i % 7] for i in range(len(files))]  # every model, once+
+    got = _run(py, "Karasin_JKU_task1.Karasin_JKU_task1_1", files, devices, cwd=tmp_path)
+    assert "site-packages" in got["where"] and got["classes"] == TAU_CLASSES
+    worst = 0.0
+    for dev in dict.fromkeys(devices):
+        rows = [i for i, d in enumerate(devices) if d == dev]
+        want, _ = classify_recordings(model, [files[i] for i in rows], device=dev, progress=False)
+        for i, r in zip(rows, want):
+            assert TAU_CLASSES[int(np.argmax(got["logits"][i]))] == r.label, (r.path, dev)
+            worst = max(worst, float(np.abs(np.array(got["logits"][i]) - r.logits).max()))
     assert worst < 0.02, worst
     print(f"package in fresh venv vs asclab predict: largest |logit difference| {worst:.4f}")
     # the evaluation script: the submission CSV for a folder (no device in these names: the general model)
@@ -139,4 +140,5 @@ def test_sys4_package_in_a_fresh_venv_reproduces_asclab_predict(tmp_path, one_to
                     "--out", str(out)], check=True, capture_output=True, text=True, cwd=tmp_path, env=env)
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert [r["filename"] for r in rows] == [f.relative_to(SAMPLES).as_posix() for f in files]
-    assert [r["scene_label"] for r in rows] == [w.label for w in results["d"]]  # "d" has no model: general
+    general, _ = classify_recordings(model, files, progress=False)  # these names carry no device id
+    assert [r["scene_label"] for r in rows] == [w.label for w in general]

@@ -12,6 +12,7 @@ import torch
 
 from asclab.compress.complexity import complexity_report, default_input_shape
 from asclab.compress.prune import is_pruned, to_fp16_state
+from asclab.compress.qat import INFO_KEY as QAT_INFO_KEY, quantization_info
 from asclab.config import load_recipe
 from asclab.data import open_dataset
 from asclab.data.records import Record
@@ -57,10 +58,13 @@ def model_entry(model, recipe: dict) -> dict:
 def model_complexity(model, recipe: dict, input_shape: tuple[int, ...] | None = None) -> dict:
     """Complexity at the storage precision the recipe deploys (FP16 when ``compress.fp16``),
     for ``input_shape`` or else one second of audio at the recipe's feature settings (the DCASE convention)."""
+    from asclab.compress.qat import float_architecture, is_int8
     from asclab.models.device_container import DeviceContainer
 
     fcfg = FeatureConfig.from_dict(recipe["features"])
     bits = 16 if (recipe.get("compress") or {}).get("fp16") else 32
+    if is_int8(model):  # asclab.compress.qat: 1 byte per parameter of the float architecture
+        bits, model = 8, float_architecture(model)
     shape = tuple(input_shape) if input_shape is not None else default_input_shape(fcfg, 1.0)
     if isinstance(model, DeviceContainer):  # 2025 rule: each device model within the limits on its own
         per = {k: complexity_report(m, shape, bits=bits) for k, m in model.members().items()}
@@ -121,6 +125,9 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
         train_records, val_records = train_records + val_records, []
     if not train_records:
         raise AsclabError(f"{data_dir}: no training records for this recipe's split")
+    if not all_data and not any(r.label is not None for r in val_records):  # reported, never silently skipped
+        print(f"note: {data_dir} has no labelled test records for this split; the run will not be evaluated",
+              file=sys.stderr)
     carved: list[Record] = []
     if validation is not None:  # whole recordings out of the training records (asclab.data.validation)
         train_records, carved = carve_validation(train_records, validation, int(recipe["train"].get("seed", 0)))
@@ -142,7 +149,8 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
     model = result.module.model
     final = model_complexity(model, recipe)
     state = model.state_dict()
-    if (recipe.get("compress") or {}).get("fp16"):
+    quant = quantization_info(model)  # an int8 model (workflow stage qat) keeps its int8 state as it is
+    if (recipe.get("compress") or {}).get("fp16") and quant is None:
         state = to_fp16_state(state)
     weights = weights_kept(keeps, result.best_path, carved)
     mf = ModelFile(state_dict=state, classes=index.classes, features=dict(recipe["features"]),
@@ -150,7 +158,7 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
                    devices=result.devices,
                    data_summary={"data": str(data_dir), "layout": index.layout, "n_train": len(result.train_records),
                                  "n_val": len(val_records), "n_validation": len(carved), "weights": weights},
-                   extra={"train_seconds": result.seconds},
+                   extra={"train_seconds": result.seconds, **({QAT_INFO_KEY: quant} if quant else {})},
                    openset=openset.to_dict() if openset is not None else None)
     save_model_file(mf, out / "model.ckpt")
     if openset is not None and openset.tune:
@@ -374,6 +382,7 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
     m = compute_metrics(probs, y, pred.classes, devices=[r.device for r in kept], y_pred=y_pred)
     result = m.to_dict()
     result.update({"checkpoint": str(ckpt_path), "tta": n_tta, "ensemble_size": len(predictors),
+                   "openset": rule.to_dict() if y_pred is not None else None,
                    "skipped": [{"file": f, "reason": why} for f, why in skipped],
                    "precision": {"precision": pred.precision}})
     if reference is not None:  # the same clips through the fp32 network(s)

@@ -127,14 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--skip-bad", action="store_true")
     sm.add_argument("--quiet", action="store_true")
 
-    ex = sub.add_parser("export", help="export a model to ONNX (self-verified; optional fp16/int8 variants)")
+    ex = sub.add_parser("export", help="export a model to ONNX or LiteRT (self-verified; optional fp16/int8 variants)")
     ex.add_argument("ckpt", help="run folder or model.ckpt")
-    ex.add_argument("--format", default="onnx", choices=["onnx"])
+    ex.add_argument("--format", default="onnx", choices=["onnx", "litert"],
+                    help="onnx, or litert: a .tflite file taking features [1, C, F, T] (pip install 'asclab[litert]')")
     ex.add_argument("--input", dest="input_kind", default="waveform", choices=["waveform", "features"],
                     help="graph input: raw waveform [B, C, N] (features computed inside) or features [B, C, F, T]")
     ex.add_argument("--out", default=None, metavar="FILE", help="output .onnx (default: beside the checkpoint)")
     ex.add_argument("--fp16", action="store_true", help="also write a variant with float16 weights")
-    ex.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised variant")
+    ex.add_argument("--int8", action="store_true",
+                    help="also write an int8 variant (ONNX: dynamic; LiteRT: static, calibrated on training clips)")
+    ex.add_argument("--int8-static", action="store_true",
+                    help="ONNX: also write a static QDQ int8 variant calibrated on training clips")
+    ex.add_argument("--calib-data", default=None, metavar="DIR",
+                    help="training clips for static int8 calibration (default: the model file's training data)")
+    ex.add_argument("--check-clips", default=None, metavar="DIR",
+                    help="real audio to check every file against torch on (largest difference, top-1 agreement)")
     ex.add_argument("--val-data", default=None, metavar="DIR", help="labelled data to measure each file's accuracy")
     ex.add_argument("--json", action="store_true")
     ex.add_argument("--device", default=None, metavar="ID",
@@ -357,10 +365,29 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def cmd_export_litert(args) -> int:
+    from asclab.export.litert_export import export_litert
+    r = export_litert(args.ckpt, args.out, fp16=args.fp16, int8=args.int8, check_clips=args.check_clips,
+                      calib_data=args.calib_data)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    for f in r["files"]:
+        print(f"{f['path']}: {f['precision']}, {f['size_bytes'] / 1024:,.1f} KiB on disk "
+              f"({'within' if f['within_limit'] else 'OVER'} {f['limit']}: {f['limit_bytes']:,} bytes), "
+              f"max |LiteRT - torch| {f['max_abs_diff']:.2e}, top-1 agreement {f['top1_agreement']:.3f}")
+    print(f"input: features {'x'.join(map(str, r['input']['shape']))} ({r['input']['seconds']:g} s); "
+          f"checked on {r['check']}\nsidecar: {r['sidecar']}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from asclab.export.onnx_export import export_onnx
+    if args.format == "litert":
+        return cmd_export_litert(args)
     r = export_onnx(args.ckpt, args.out, input_kind=args.input_kind, fp16=args.fp16, int8=args.int8,
-                    val_data=args.val_data, device=args.device)
+                    val_data=args.val_data, device=args.device, int8_static=args.int8_static,
+                    calib_data=args.calib_data, check_clips=args.check_clips)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -370,6 +397,10 @@ def cmd_export(args) -> int:
                  f"max |diff| from fp32 {f['max_abs_diff']:.2e}, top-1 agreement {f['top1_agreement']:.3f}")
         if f["accuracy"] is not None:
             line += f", accuracy {f['accuracy']:.4f}"
+        if f.get("real_clips"):
+            rc = f["real_clips"]
+            line += (f"; on {rc['n_clips']} real clips: max |diff| from torch {rc['max_abs_diff']:.2e}, "
+                     f"top-1 agreement {rc['top1_agreement']:.3f}")
         print(line)
     v = r["validation"]
     if v:
@@ -446,10 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 1
-    if args.threads:
-        import torch
-        torch.set_num_threads(max(1, args.threads))
     try:
+        if args.command == "train":  # a held or unusable --out is refused before torch is imported
+            from asclab.runs import refuse_if_held
+            refuse_if_held(args.resume or args.out)
+        if args.threads:
+            import torch
+            torch.set_num_threads(max(1, args.threads))
         return COMMANDS[args.command](args)
     except AsclabError as exc:
         one_line = " ".join(str(exc).replace("\r", "\\r").replace("\n", "\\n").splitlines())

@@ -85,6 +85,21 @@ def _holder(path: Path) -> str:
     return f"asclab run pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
 
 
+def _flock_soon(fd: int, seconds: float = 1.0) -> bool:
+    """Take an exclusive flock on ``fd``, trying for up to ``seconds``."""
+    import fcntl
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
 class RunLock:
     """An exclusive ``fcntl.flock`` on a run folder's lock file, holding pid, host and start
     time. A second process asking for the same folder is refused at once (AsclabError
@@ -96,8 +111,6 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        import fcntl
-
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -107,9 +120,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise AsclabError(f"{self.out_dir}: cannot write beside the folder ({exc.strerror})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _flock_soon(fd):  # a second's grace: another process may only be checking the lock
                 os.close(fd)
                 raise AsclabError(f"{self.out_dir}: in use by {_holder(self.path)}; wait for it to finish "
                                   "or choose another --out") from None
@@ -165,3 +176,26 @@ def claim_run_folder(out_dir: str | Path, *, lock: bool = True) -> Iterator[Path
     finally:
         if held is not None:
             held.release()
+
+
+def refuse_if_held(out_dir: str | Path | None) -> None:
+    """Refuse at once (before the slow imports of a training) an ``--out`` that another run
+    holds or that cannot be a run folder; the lock itself is taken by :func:`claim_run_folder`."""
+    rank_vars = ("RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "SLURM_PROCID")  # as train.distributed
+    if not out_dir or any(os.environ.get(v, "0").strip() not in ("", "0") for v in rank_vars):
+        return  # a DDP process other than rank 0 runs under the lock rank 0 holds
+    check_out_folder(Path(out_dir))
+    import fcntl
+
+    path = lock_path(Path(out_dir))
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file: nobody holds the folder
+        return
+    try:  # a shared lock fails at once while a run holds the exclusive one
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise AsclabError(f"{out_dir}: in use by {_holder(path)}; wait for it to finish or choose another --out") \
+            from None
+    finally:
+        os.close(fd)

@@ -242,6 +242,7 @@ class TrainConfig:
     sync_batchnorm: bool = False
     scale_lr: Literal["none", "linear", "sqrt"] | None = None
     average_last: int | None = spec(None, lo=1)  # average the weights of the last k epochs (train/averaging.py)
+    average_best: int | None = spec(None, lo=1)  # ... or of the k best epochs on data.validation
     average_bn: Literal["recompute", "average"] = "recompute"  # BN statistics of the average
     init_from: str | None = None  # an asclab model file to start from (asclab.train.init_from; new head if classes differ)
 
@@ -305,6 +306,14 @@ class DeviceSpecificConfig:
 
 
 @dataclass
+class QatConfig:
+    """Quantisation-aware training to int8 (asclab.compress.qat): the quantised engine whose
+    default QAT qconfig is used (x86/fbgemm for x86 CPUs, qnnpack for ARM)."""
+
+    backend: Literal["x86", "fbgemm", "qnnpack"] = "x86"
+
+
+@dataclass
 class StageConfig:
     """One workflow stage (asclab.train.stages); its blocks override the recipe's."""
 
@@ -317,6 +326,7 @@ class StageConfig:
     balance: BalanceConfig | None = None
     full_split: bool = False  # train on every training record, the recipe's data.balance not applied
     device_specific: DeviceSpecificConfig | None = None  # one fine-tuned model per device (DCASE 2025)
+    qat: QatConfig | None = None  # int8 quantisation-aware training, the last stage (asclab.compress.qat)
     loss: dict | None = None  # partial blocks: checked against the recipe's block in _check_stage
     optim: dict | None = None
     schedule: dict | None = None

@@ -72,10 +72,10 @@ class _AxisMask(RandomTransform):
         pos = torch.arange(size, device=device)
         masked = torch.zeros(b, size, dtype=torch.bool, device=device)
         for _ in range(self.num_masks):
-            if self.continuous:  # torchaudio's mask_along_axis_iid: real width and start, then truncated
+            if self.continuous:  # torchaudio's mask_along_axis_iid: real width and start, each truncated
                 value = rand(b, generator, device).double() * max_w
                 low = rand(b, generator, device).double() * (size - value)
-                start, end = low.long(), (low + value).long()
+                start, end = low.long(), low.long() + value.long()
             else:
                 width = randint(b, max_w + 1, generator, device)
                 start = randint(b, size - width + 1, generator, device)
@@ -107,9 +107,10 @@ class TimeMask(_AxisMask):
     10 % of the frames are covered. ``max_width`` (a count of frames) replaces
     the fraction, like torchaudio's ``time_mask_param`` (e.g. the DCASE 2024
     baseline's frequency mask of up to 48 bins). ``continuous: true`` draws as
-    torchaudio's ``iid_masks`` do: v ~ U[0, max_width), s ~ U[0, size - v),
-    bins floor(s) .. floor(s + v) - 1 masked (the mean width is the same, the
-    integer draw's largest width is a little likelier).
+    torchaudio's ``mask_along_axis_iid`` (``iid_masks=True``) does: v ~ U[0,
+    max_width), s ~ U[0, size - v), bins floor(s) .. floor(s) + floor(v) - 1
+    masked, so widths 0 .. max_width - 1 (mean (max_width - 1) / 2), where the
+    integer draw gives 0 .. max_width (mean max_width / 2).
     """
 
     axis = -1

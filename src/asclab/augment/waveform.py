@@ -1,7 +1,9 @@
-"""Time-domain augmentations of Horvath et al. 2021, sec. 3 (and their TTA, sec. 4).
+"""Time-domain augmentations of Horvath et al. 2021, sec. 3 (and their TTA, sec. 4),
+and the DCASE 2024 baseline's time roll (:class:`TimeRoll`).
 
-Every transform takes a waveform batch Tensor[B, C, N] (any sample rate: all
-parameters are relative, so none needs it) and is applied to each clip
+Every transform takes a waveform batch Tensor[B, C, N] (any sample rate: the
+parameters are relative, except the roll's seconds, for which the builder passes
+the recipe's rate) and is applied to each clip
 independently with probability ``p``; the random parameters are drawn per
 clip. Time stretching and pitch shifting use a phase vocoder written in torch
 (no torchaudio); the vocoder follows the textbook algorithm (Flanagan &

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asclab.augment import build_spec_augment, build_waveform_augment
+from asclab.compress.qat import INFO_KEY as QAT_INFO_KEY, rebuild_int8
 from asclab.data import load_audio
 from asclab.data.audio import check_not_near_empty
 from asclab.data.records import Record
@@ -34,7 +35,7 @@ class Predictor:
     classes: list[str]
     duration: float | None
     meta: ModelFile
-    precision: str = "fp32"  # "fp16": fp16 weights and inputs (recipe inference.precision; DCASE 2025 packages)
+    precision: str = "fp32"  # "fp16": fp16 weights and inputs (recipe inference.precision; DCASE 2025 packages); "int8": a QAT model
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
@@ -43,6 +44,10 @@ class Predictor:
         fcfg = FeatureConfig.from_dict(mf.features)
         kwargs = {k: v for k, v in mf.model.items() if k != "name"}
         model = create_model(mf.model["name"], num_classes=len(mf.classes), in_chans=fcfg.in_chans, **kwargs)
+        quant = (mf.extra or {}).get(QAT_INFO_KEY)
+        if quant is not None:  # an int8 model (asclab.compress.qat): the graph rebuilt, its int8 state loaded
+            model = rebuild_int8(model, quant, mf.state_dict)
+            return cls(model, FeatureExtractor(fcfg).eval(), fcfg, list(mf.classes), mf.duration, mf, "int8")
         try:
             model.load_state_dict({k: v.float() if torch.is_floating_point(v) else v
                                    for k, v in mf.state_dict.items()})

@@ -11,8 +11,9 @@ Functions"), called by the organisers' ``evaluate_submission.py``:
   -> ``(logits, class_order)``, one ``[n_classes]`` row per file in input order.
 
 Here ``model_file_path=None`` means the path in ``$ASCLAB_MODEL`` (asclab
-ships no default weights). asclab networks are device-agnostic, so every
-device id gets the same network. ``predict`` windows each file like
+ships no default weights). A device container (``asclab.models.device_container``,
+e.g. an imported DCASE 2025 model) gives each device id its own network, the
+general one for an unknown id; any other asclab network serves every device. ``predict`` windows each file like
 ``asclab predict`` and returns ``log`` of the whole-file probabilities (mean
 over windows) as the logits: a ``[N, K]`` tensor, whose rows iterate like the
 challenge's list of ``[K]`` tensors and whose softmax is exactly what

@@ -30,6 +30,15 @@ Variants (written next to the fp32 file, which stays the reference):
 * int8 (``*.int8.onnx``): ``onnxruntime.quantization.quantize_dynamic`` on
   the network graph (8-bit weights of Conv/MatMul/Gemm, activations quantised
   at run time); the front end stays float32.
+* static int8 (``*.int8_static.onnx``): ``quantize_static`` in the QDQ format
+  (per-channel int8 weights, uint8 activations whose ranges are calibrated,
+  min-max, on the features of up to 32 training clips: ``calib_data``, else the
+  model file's training data folder); the front end stays float32.
+
+With ``check_clips`` (a folder of real audio, e.g. ``../shared/data/tau-samples``)
+every file also runs on those clips and reports its largest difference from the
+torch model and its top-1 agreement with it (``real_clips``); the fp32 file
+must agree on every clip.
 
 Each variant reports its file size, its largest output difference from the
 fp32 file and, given validation data, the accuracy change.
@@ -72,6 +81,7 @@ class ExportedFile:
     max_abs_diff: float | None  # fp32: vs torch; variants: vs the fp32 ONNX file
     top1_agreement: float | None = None  # variants: share of random inputs with the fp32 file's argmax
     accuracy: float | None = None
+    real_clips: dict | None = None  # vs torch on real clips: max_abs_diff, top1_agreement, n_clips
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -80,14 +90,19 @@ class ExportedFile:
 def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: str = "waveform",
                 fp16: bool = False, int8: bool = False, val_data: str | Path | None = None,
                 tolerance: float = TOLERANCE, n_checks: int = 3, seed: int = 0, progress: bool = False,
-                device: str | None = None) -> dict:
+                device: str | None = None, int8_static: bool = False, calib_data: str | Path | None = None,
+                check_clips: str | Path | None = None) -> dict:
     """Write ``out`` (default: beside the checkpoint, ``model.onnx``), verify it, and the requested
     variants. Returns ``{"files": [ExportedFile.to_dict(), ...], "validation": {...} | None}``.
     ``device``: of a device container, export the model of this device (default: the general one)."""
     if input_kind not in INPUT_KINDS:
         raise ConfigError(f"--input must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
     ckpt_path = resolve_checkpoint(ckpt)
-    pred = _one_network(Predictor.load(ckpt_path), device)
+    pred = Predictor.load(ckpt_path)
+    if pred.precision == "int8":
+        raise AsclabError(f"{ckpt_path}: an int8 (QAT) model; ONNX export takes a float model file "
+                          "(use --format litert --int8, or export the model before its qat stage)")
+    pred = _one_network(pred, device)
     out = Path(out) if out is not None else ckpt_path.with_suffix(".onnx")
     if out.suffix != ".onnx":
         raise ConfigError(f"{out}: the ONNX file name must end in .onnx")
@@ -106,8 +121,10 @@ def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: 
         return diff
 
     files = [_save(_with_metadata(_join(frontend, network), meta, "fp32"), out, "fp32", verify)]
-    reference = _run(out, inputs) if fp16 or int8 else []
-    for flag, precision, convert in ((fp16, "fp16", _fp16_weights), (int8, "int8", _int8_dynamic)):
+    reference = _run(out, inputs) if fp16 or int8 or int8_static else []
+    calib = _calibration_features(pred, calib_data) if int8_static else None
+    for flag, precision, convert in ((fp16, "fp16", _fp16_weights), (int8, "int8", _int8_dynamic),
+                                     (int8_static, "int8_static", lambda net: _int8_static(net, calib))):
         if not flag:
             continue
         variant = _save(_with_metadata(_join(frontend, convert(network)), meta, precision),
@@ -117,6 +134,8 @@ def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: 
         variant.top1_agreement = float(np.mean(np.concatenate([a.argmax(1) == b.argmax(1)
                                                                for a, b in zip(outs, reference)])))
         files.append(variant)
+    if check_clips is not None:
+        _real_clip_check(files, pred, input_kind, check_clips)
     validation = _validate(files, pred, input_kind, val_data, progress) if val_data is not None else None
     for f in files:
         _write_sidecar(f, meta)
@@ -279,6 +298,61 @@ def _int8_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.load(str(dst))
 
 
+def _calibration_features(pred: Predictor, calib_data: str | Path | None) -> np.ndarray:
+    """Features of up to 32 training clips (``asclab.export.clips``) for static quantisation."""
+    from asclab.export.clips import clip_features, clip_paths, model_seconds
+
+    source = calib_data or (pred.meta.data_summary or {}).get("data")
+    if not source or not Path(source).exists():
+        raise ConfigError("--int8-static needs training clips to calibrate on: pass --calib-data DIR "
+                          "(the model file's training data folder is not available)")
+    return clip_features(pred, clip_paths(source, split="train", limit=32), model_seconds(pred))
+
+
+def _int8_static(model: onnx.ModelProto, calib: np.ndarray) -> onnx.ModelProto:
+    """QDQ static int8 of the network graph (input ``features``), calibrated on ``calib``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calib[i:i + 1] for i in range(len(calib)))
+
+        def get_next(self):
+            x = next(self.items, None)
+            return None if x is None else {"features": x}
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet(), _no_root_warnings():
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8_static.onnx"
+        onnx.save(_fold_identity_weights(model), str(src))
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return onnx.load(str(dst))
+
+
+@torch.no_grad()
+def _real_clip_check(files: list[ExportedFile], pred: Predictor, input_kind: str, source: str | Path) -> None:
+    """Every file against the torch model on real clips: largest difference, top-1 agreement."""
+    from asclab.export.clips import clip_paths, model_seconds
+
+    paths = clip_paths(source, split="all", limit=32)
+    n = int(round(model_seconds(pred) * pred.fcfg.sample_rate))
+    waves = []
+    for p in paths:
+        w = pred.load_wave(p, duration=None)[..., :n]
+        waves.append(np.pad(w, [(0, 0)] * (w.ndim - 1) + [(0, n - w.shape[-1])]).astype(np.float32))
+    wave = torch.from_numpy(np.stack(waves))
+    feats = pred.features(wave)
+    ref = pred.model(feats).numpy()
+    x = wave.numpy() if input_kind == "waveform" else feats.numpy()
+    for f in files:
+        got = np.concatenate(_run(f.path, [x[i:i + 1] for i in range(len(x))]))
+        f.real_clips = {"n_clips": len(paths), "max_abs_diff": float(np.abs(got - ref).max()),
+                        "top1_agreement": float(np.mean(got.argmax(1) == ref.argmax(1)))}
+    if files[0].real_clips["top1_agreement"] < 1.0:
+        raise AsclabError(f"{files[0].path}: the ONNX file's top-1 differs from torch on real clips of {source} "
+                          f"(agreement {files[0].real_clips['top1_agreement']:.3f})")
+
+
 # ---- metadata, saving, checking -------------------------------------------------------------
 
 def _metadata(pred: Predictor, input_kind: str, window: float, ckpt: Path) -> dict:
@@ -315,7 +389,7 @@ def _save(model: onnx.ModelProto, path: Path, precision: str, check=None) -> Exp
 def _write_sidecar(f: ExportedFile, meta: dict) -> None:
     write_json(f.sidecar, {**meta, "precision": f.precision, "file": f.path.name, "size_bytes": f.size_bytes,
                            "max_abs_diff": f.max_abs_diff, "top1_agreement": f.top1_agreement,
-                           "accuracy": f.accuracy})
+                           "accuracy": f.accuracy, "real_clips": f.real_clips})
 
 
 def _check_inputs(pred: Predictor, input_kind: str, window: float, n: int, seed: int) -> list[np.ndarray]:

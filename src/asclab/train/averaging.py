@@ -1,9 +1,12 @@
-"""Weight averaging of the last k epochs (a uniform "model soup" along one run).
+"""Weight averaging of the last k epochs, or of the best k on a validation split (a
+uniform "model soup" along one run).
 
 ``train.average_last: k`` averages the model's weights at the end of each of the
 last k training epochs and evaluates the average, as the DCASE 2025 model-soup
-systems average checkpoints (here: of one run, chosen by epoch, never by the
-test split). This is asclab's own callback, not Lightning's
+systems average checkpoints (here: of one run). ``train.average_best: k`` averages
+the k epochs with the best validation macro accuracy instead; it needs
+``data.validation`` (a split carved from the training data), so the epochs are
+never chosen on the test split. These are asclab's own callbacks, not Lightning's
 StochasticWeightAveraging: that one also replaces the learning-rate schedule with
 an SWA schedule, which would change the recipe's training.
 
@@ -87,8 +90,51 @@ def recompute_bn(pl_module: L.LightningModule, loader) -> None:
     pl_module.model.train(was_training)
 
 
-def build_averaging(train_cfg: dict) -> LastEpochsAverage | None:
-    k = train_cfg.get("average_last")
-    if not k:
-        return None
-    return LastEpochsAverage(int(k), str(train_cfg.get("average_bn") or "recompute"))
+class BestEpochsAverage(LastEpochsAverage):
+    """Mean of ``module.model``'s state at the ``k`` epochs of best ``val_macro_acc`` (ties: the later)."""
+
+    def __init__(self, k: int, bn: str = "recompute") -> None:
+        if int(k) < 1:
+            raise ConfigError(f"train.average_best must be a positive number of epochs, got {k!r}")
+        super().__init__(k, bn)
+        self.kept: list[tuple[float, int, dict[str, torch.Tensor]]] = []  # (score, epoch, state)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        score = trainer.callback_metrics.get("val_macro_acc")
+        if score is None or trainer.sanity_checking:
+            return
+        state = {n: v.detach().double().cpu().clone() for n, v in pl_module.model.state_dict().items()
+                 if torch.is_floating_point(v)}
+        self.kept.append((float(score), int(trainer.current_epoch), state))
+        self.kept = sorted(self.kept, key=lambda e: (e[0], e[1]), reverse=True)[:self.k]
+        self.count = len(self.kept)
+        self.sum = {n: sum(e[2][n] for e in self.kept) for n in state}
+
+    def state_dict(self) -> dict:
+        return {"kept": self.kept}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kept = list(state.get("kept") or [])
+        self.count = len(self.kept)
+        self.sum = {n: sum(e[2][n] for e in self.kept) for n in (self.kept[0][2] if self.kept else {})}
+
+    @property
+    def epochs(self) -> list[int]:
+        return sorted(e[1] for e in self.kept)
+
+
+def build_averaging(train_cfg: dict, has_validation: bool = False) -> LastEpochsAverage | None:
+    """The recipe's weight averaging (``train.average_last`` or ``train.average_best``), or None."""
+    last, best = train_cfg.get("average_last"), train_cfg.get("average_best")
+    bn = str(train_cfg.get("average_bn") or "recompute")
+    if last and best:
+        raise ConfigError("train.average_last and train.average_best exclude each other; choose one")
+    if best:
+        if not has_validation:
+            raise ConfigError("train.average_best needs data.validation (a split carved from the training data): "
+                              "the best epochs are never chosen on the test split; use train.average_last otherwise")
+        return BestEpochsAverage(int(best), bn)
+    return LastEpochsAverage(int(last), bn) if last else None

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from asclab.compress.complexity import complexity_report, default_input_shape
 from asclab.compress.prune import finalize_pruning
+from asclab.compress.qat import convert_int8
 from asclab.data.records import Record
 from asclab.data.validation import kept_weights
 from asclab.features.config import FeatureConfig
@@ -110,6 +111,8 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
                 best_path = Path(done["best"]) if done.get("best") else best_path
                 if stage.get("prune"):
                     finalize_pruning(module.model)
+                if stage.get("qat") is not None:
+                    module.model = convert_int8(module.model)
                 tuning.finish(module, stage)
                 continue
             ckpt_path, resuming = resume_checkpoint(stage_dir), False
@@ -136,7 +139,8 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
         callbacks = ([ckpt] if ckpt is not None else []) + [
             ResumeCheckpoint(stage_dir / "checkpoints", srecipe["train"].get("checkpoint_every_n_steps")),
             resume_state] + ([TQDMProgressBar(refresh_rate=5)] if progress else [])
-        averager = build_averaging(srecipe["train"])  # train.average_last: k (train/averaging.py)
+        # train.average_last / average_best: k (train/averaging.py); best-k only on data.validation
+        averager = build_averaging(srecipe["train"], has_validation=bool(srecipe["data"].get("validation")))
         if averager is not None:
             callbacks.append(averager)
         kwargs = dict(max_epochs=int(srecipe["train"]["epochs"]), accelerator="cpu" if not torch.cuda.is_available() else "auto",
@@ -178,6 +182,8 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
             finalize_pruning(module.model)
             pruning_log.append({"stage": stage.get("name"), "when": "after pruning and fine-tuning",
                                 **complexity_report(module.model, shape)})
+        if stage.get("qat") is not None:  # asclab.compress.qat: the fake-quantised model becomes int8
+            module.model = convert_int8(module.model)
         if is_main:
             merge_resumed_log(stage_dir)
             mark_stage_done(stage_dir, {"weights": str(weights), "best": str(best_path) if best_path else None})

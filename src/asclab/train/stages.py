@@ -12,7 +12,9 @@ A recipe's ``workflow.stages`` is a list; each stage overrides recipe blocks
 - ``full_split``: ``true`` trains this stage on every training record, without the
   recipe's ``data.balance`` (Horvath sec. 6 step 2: "using the full training split");
 - ``device_specific``: ``{layers: all | [names], devices: [ids]}`` fine-tune one copy of
-  the model per training device on its clips (DCASE 2025; ``asclab.train.device_specific``).
+  the model per training device on its clips (DCASE 2025; ``asclab.train.device_specific``);
+- ``qat``: ``{backend: x86 | fbgemm | qnnpack}`` quantisation-aware fine-tuning, then the
+  model is converted to int8 (``asclab.compress.qat``); the last stage of a workflow.
 
 A recipe without a workflow is one stage.
 """
@@ -28,7 +30,8 @@ from asclab.train.data import select_training_records
 
 STAGE_KEYS = {"name", "mode", "arcface", "trainable", "reset_head", "prune", "balance", "full_split",
               "loss", "optim", "schedule", "augment", "train", "keep",
-              "device_specific"}  # asclab.train.device_specific (DCASE 2025)
+              "device_specific",  # asclab.train.device_specific (DCASE 2025)
+              "qat"}  # asclab.compress.qat: int8 quantisation-aware training
 
 
 def stage_list(recipe: dict) -> list[dict]:
@@ -42,6 +45,8 @@ def stage_list(recipe: dict) -> list[dict]:
         unknown = sorted(set(st) - STAGE_KEYS)
         if unknown:
             raise ConfigError(f"workflow stage {i + 1}: unknown key(s) {', '.join(unknown)}")
+        if st.get("qat") is not None and i != len(stages) - 1:
+            raise ConfigError(f"workflow stage {i + 1}: qat must be the last stage (the model is int8 after it)")
     return [dict(s) for s in stages]
 
 
@@ -119,6 +124,14 @@ def apply_stage(module, recipe: dict, stage: dict) -> dict:
         reset_parameters(parts["head"][0])
     if stage.get("prune"):
         global_l1_prune(module.model, float(stage["prune"]["amount"]))
+    if stage.get("qat") is not None:  # fake-quantised fine-tuning; fit() converts to int8 after the stage
+        from asclab.compress.complexity import default_input_shape
+        from asclab.compress.qat import prepare_qat
+        from asclab.features.config import FeatureConfig
+
+        shape = default_input_shape(FeatureConfig.from_dict(recipe["features"]), 1.0)
+        module.model = prepare_qat(module.model, shape, str((stage["qat"] or {}).get("backend", "x86")))
+        parts = _parts(module)
     trainable = stage.get("trainable", "all")
     frozen: list[nn.Module] = []
     if trainable != "all":
