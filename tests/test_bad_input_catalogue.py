@@ -349,7 +349,7 @@ def evaluate_empty_test_list(env, tmp):
     (data / "evaluation_setup" / "fold1_evaluate.csv").write_text("filename\tscene_label\n")
     (data / "evaluation_setup" / "fold1_test.csv").write_text("filename\n")
     return ["evaluate", str(env.model), "--data", str(data), "--out", str(tmp / "ev"), "--quiet"], \
-        [tmp / "ev" / "metrics.json"], "no labelled records"
+        [tmp / "ev" / "metrics.json"], "the test split holds no labelled records"
 
 
 # ------------------------------------------------------------------ paths
@@ -436,6 +436,26 @@ def export_out_unwritable(env, tmp):
 def synth_out_is_a_file(env, tmp):
     (tmp / "synth").write_text("a file")
     return ["data", "synth", str(tmp / "synth"), "--per-cell", "1"], [], "synth"
+
+
+@case("outputs")
+def features_cache_dir_is_a_file(env, tmp):
+    (tmp / "cache").write_text("a file")
+    return ["features", str(env.data), "--recipe", "quickstart", "--quiet", "--cache-dir", str(tmp / "cache")], [], \
+        "cache"
+
+
+@case("outputs")
+def crossval_out_is_a_file(env, tmp):
+    (tmp / "cv").write_text("a file")
+    return (["crossval", "quickstart", "--data", str(env.data), "--out", str(tmp / "cv"), "--quiet", "--epochs", "1"],
+            [], "cv")
+
+
+@case("outputs")
+def demo_out_is_a_file(env, tmp):
+    (tmp / "demo").write_text("a file")
+    return ["demo", "--out", str(tmp / "demo"), "--quiet", "--epochs", "1"], [], "demo"
 
 
 @case("outputs")

@@ -94,10 +94,18 @@ def test_int8_model_file_is_smaller_than_float(qat_run):
 def test_prepared_model_tracks_float_output_and_converts():
     torch.manual_seed(0)
     model = create_model("cp_mobile", num_classes=4, in_chans=1, base_channels=16).eval()
+    with torch.no_grad():  # random BN statistics: outputs far from trivial
+        for key, t in model.state_dict().items():
+            if key.endswith("running_var"):
+                t.uniform_(0.5, 2.0)
+            elif key.endswith("running_mean"):
+                t.normal_(0.0, 0.5)
     x = torch.randn(3, 1, 40, 63)
     prepared = prepare_qat(model, (1, 1, 40, 63), "x86")
     prepared.train()
-    prepared(x)  # observers see data
+    prepared.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)  # observers see data, BN keeps its statistics
+    with torch.no_grad():
+        prepared(x)
     prepared.eval()
     int8 = convert_int8(prepared)
     ref = model(x)

@@ -359,7 +359,8 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
         records = list(index.test if split == "test" else index.train)
     labelled = [r for r in records if r.label is not None]
     if not labelled:
-        raise AsclabError("no labelled records to evaluate")
+        where = f"{data_dir}: the {split} split" if data_dir is not None else "the records given"
+        raise AsclabError(f"{where} holds no labelled records; there is nothing to evaluate")
     unknown = sorted({r.label for r in labelled} - set(pred.classes))
     if unknown:
         from asclab.data.tables import where
@@ -464,7 +465,8 @@ def complexity_targets(targets: list[str]) -> dict[str, dict]:
 
     reports: dict[str, dict] = {}
     recipes = list_recipes()
-    for t in targets or list_models():
+    # the device container wraps another model; it is listed per member for a model file that holds one
+    for t in targets or [m for m in list_models() if m != "device_container"]:
         p = Path(t)
         if p.suffix == ".ckpt" or p.is_dir():
             pred = Predictor.load(p)
@@ -610,6 +612,8 @@ def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path,
     given, ``folds`` recording-wise folds (``asclab.data.group_folds``, recorded in each
     fold's recipe as ``data.group_folds``)."""
     t0 = time.time()
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise AsclabError(f"{out_dir}: --out must be a folder, and this is a file")
     overrides, recipe, index, chosen = crossval_plan(recipe_name, data_dir, folds=folds, group_by=group_by,
                                                      overrides=overrides)
     out = Path(out_dir)

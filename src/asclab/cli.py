@@ -148,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", default=None, metavar="ID",
                     help="of a device-specific model, export the model of this device (default: the general one)")
 
+    dr = sub.add_parser("deploy-report", help="accuracy, file size and latency of a model per backend and precision")
+    dr.add_argument("ckpt", help="run folder or model.ckpt of the float model")
+    dr.add_argument("--data", required=True, help="data folder: the recipe's test split is measured, its training "
+                                                  "split calibrates the int8 files")
+    dr.add_argument("--out", required=True, help="report folder (report.md, report.json, accuracy_vs_size.png)")
+    dr.add_argument("--qat", default=None, metavar="MODEL", help="the int8 model trained with a qat stage")
+    dr.add_argument("--repeats", type=int, default=10, help="timed runs per backend and clip length (median)")
+    dr.add_argument("--max-clips", type=int, default=None, help="measure accuracy on the first N test clips")
+    dr.add_argument("--no-litert", action="store_true", help="leave out the LiteRT backends")
+
     cv = sub.add_parser("crossval", help="train and evaluate on each fold (predefined, or recording-wise with --group-by)")
     cv.add_argument("recipe")
     cv.add_argument("--data", required=True)
@@ -381,6 +391,17 @@ def cmd_export_litert(args) -> int:
     return 0
 
 
+def cmd_deploy_report(args) -> int:
+    from asclab.export.deploy_report import deploy_report
+    r = deploy_report(args.ckpt, args.data, args.out, qat=args.qat, repeats=args.repeats, max_clips=args.max_clips,
+                      litert=not args.no_litert)
+    for row in r["rows"]:
+        print(f"{row['backend']:<30} {row['precision']:<8} {row['size_bytes'] / 1024:8.1f} KiB  "
+              f"acc {row['accuracy']:.4f}  {row['latency_ms']['1s']:7.2f} ms (1 s)  {row['latency_ms']['10s']:7.2f} ms (10 s)")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from asclab.export.onnx_export import export_onnx
     if args.format == "litert":
@@ -467,6 +488,7 @@ def cmd_teachers(args) -> int:
 COMMANDS = {"demo": cmd_demo, "data": cmd_data, "recipes": cmd_recipes, "train": cmd_train, "features": cmd_features,
             "evaluate": cmd_evaluate,
             "predict": cmd_predict, "complexity": cmd_complexity, "submit": cmd_submit, "export": cmd_export,
+            "deploy-report": cmd_deploy_report,
             "crossval": cmd_crossval, "logits": cmd_logits, "teachers": cmd_teachers}
 COMMANDS.update({"import": cmd_import, "package": cmd_package})
 

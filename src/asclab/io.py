@@ -22,7 +22,9 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     except OSError as exc:
-        raise AsclabError(f"{path}: cannot write this output ({exc.strerror or exc})") from None
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+        raise AsclabError(f"{path}: cannot write this output ({why})") from None
     os.close(fd)
     try:
         yield Path(tmp)

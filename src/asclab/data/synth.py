@@ -153,7 +153,10 @@ def _prepare_folder(out: Path) -> None:
         for name in ("fold1_train.csv", "fold1_evaluate.csv", "fold1_test.csv"):
             (out / "evaluation_setup" / name).unlink(missing_ok=True)
         (out / "meta.csv").unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
 
 
 def _write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:

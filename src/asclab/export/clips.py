@@ -19,8 +19,10 @@ from asclab.errors import AsclabError
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
-def clip_paths(source: str | Path, *, split: str = "train", limit: int | None = None, seed: int = 0) -> list[Path]:
-    """Audio files of ``source``: a data set's ``split`` ("train" or "all"), else every audio file under it;
+def clip_paths(source: str | Path, *, split: str = "train", limit: int | None = None, seed: int = 0,
+               recipe: dict | None = None) -> list[Path]:
+    """Audio files of ``source``: a data set's ``split`` ("train" or "all"; with ``recipe``, the split
+    that recipe trains on, e.g. a cross-validation fold's), else every audio file under it;
     at most ``limit`` of them, drawn with ``seed`` (sorted order kept)."""
     root = Path(source)
     if not root.exists():
@@ -28,9 +30,14 @@ def clip_paths(source: str | Path, *, split: str = "train", limit: int | None = 
     paths: list[Path] = []
     if root.is_dir():
         try:
-            from asclab.data import open_dataset
+            if recipe is not None and split == "train":
+                from asclab.api import open_data
 
-            index = open_dataset(root)
+                index = open_data(root, recipe)
+            else:
+                from asclab.data import open_dataset
+
+                index = open_dataset(root)
             records = list(index.train) if split == "train" else []
             paths = [r.path for r in (records or index.records)]
         except AsclabError:

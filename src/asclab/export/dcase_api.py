@@ -13,9 +13,9 @@ Functions"), called by the organisers' ``evaluate_submission.py``:
 Here ``model_file_path=None`` means the path in ``$ASCLAB_MODEL`` (asclab
 ships no default weights). A device container (``asclab.models.device_container``,
 e.g. an imported DCASE 2025 model) gives each device id its own network, the
-general one for an unknown id; any other asclab network serves every device. ``predict`` windows each file like
-``asclab predict`` and returns ``log`` of the whole-file probabilities (mean
-over windows) as the logits: a ``[N, K]`` tensor, whose rows iterate like the
+general one for an unknown id; any other asclab network serves every device.
+``predict`` windows each file like ``asclab predict`` and returns ``log`` of
+the whole-file probabilities (mean over windows) as the logits: a ``[N, K]`` tensor, whose rows iterate like the
 challenge's list of ``[K]`` tensors and whose softmax is exactly what
 ``asclab predict`` reports (for a one-window file this is the network's
 log-softmax, i.e. its logits up to a constant). For a model with an open-set

@@ -209,7 +209,7 @@ def export_litert(ckpt: str | Path, out: str | Path | None = None, *, fp16: bool
             if not source_dir or not Path(source_dir).exists():
                 raise ConfigError("--int8 needs training clips to calibrate on: pass --calib-data DIR "
                                   "(the model file's training data folder is not available)")
-            calib = clip_features(pred, clip_paths(source_dir, split="train", limit=N_CALIBRATION), secs)
+            calib = clip_features(pred, clip_paths(source_dir, split="train", limit=N_CALIBRATION, recipe=pred.meta.recipe), secs)
             dst = Path(tmp) / "int8.tflite"
             _quantize(ref, dst, recipe.static_wi8_ai8(), calib)
             variants.append(("int8", out.with_name(out.stem + ".int8.tflite"), dst))

@@ -306,7 +306,7 @@ def _calibration_features(pred: Predictor, calib_data: str | Path | None) -> np.
     if not source or not Path(source).exists():
         raise ConfigError("--int8-static needs training clips to calibrate on: pass --calib-data DIR "
                           "(the model file's training data folder is not available)")
-    return clip_features(pred, clip_paths(source, split="train", limit=32), model_seconds(pred))
+    return clip_features(pred, clip_paths(source, split="train", limit=32, recipe=pred.meta.recipe), model_seconds(pred))
 
 
 def _int8_static(model: onnx.ModelProto, calib: np.ndarray) -> onnx.ModelProto:

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from asclab.data.records import Record
-from asclab.errors import DataError
+from asclab.errors import AsclabError, DataError
 from asclab.features.config import FeatureConfig
 from asclab.features.shards import DEFAULT_SHARD_SIZE, ShardReport, build_cache_file, exclusive_lock, verify_cache_file
 
@@ -132,7 +132,10 @@ class FeatureCache:
             raise DataError("feature cache: no records to compute features for")
         key = cache_key(records, cfg, duration=duration, loader_tag=loader_tag)
         cache_dir = Path(cache_dir)
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AsclabError(f"{cache_dir}: cannot use this feature cache folder ({exc.strerror or exc})") from None
         path = cache_dir / f"features-{key[:24]}.h5"
         unique = sorted({Path(r.path).resolve() for r in records})
         row_of = {p: i for i, p in enumerate(unique)}
