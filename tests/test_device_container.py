@@ -80,3 +80,37 @@ def test_dcase_api_routes_files_by_device_id(tmp_path, one_torch_thread):
             want = torch.log_softmax(pred.model.model_for_device(dev)(x), dim=1)[0]
             assert torch.allclose(row, want, atol=1e-4)
     assert not torch.allclose(logits[0], logits[2], atol=1e-3)
+
+
+def test_submit_uses_the_listed_device_of_each_file(tmp_path, one_torch_thread):
+    """DCASE 2025 evaluation listing (filename, device_id): each file through its device's model."""
+    import numpy as np
+    import soundfile as sf
+
+    from asclab.submit import write_submission
+
+    c = _container()
+    model_cfg = {"name": "device_container", "base": {"name": "cp_mobile"}, "devices": ["a", "b"]}
+    recipe = {"name": "t", "features": FEATURES, "model": model_cfg, "inference": {"whole_file": True}}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in c.state_dict().items()}  # 2025: fp16 storage
+    path = save_model_file(ModelFile(state_dict=half, classes=list("wxyz"), features=FEATURES,
+                                     model=model_cfg, recipe=recipe, duration=1.0, devices=["a", "b"]),
+                           tmp_path / "m.ckpt")
+    ev = tmp_path / "eval"
+    (ev / "audio").mkdir(parents=True)
+    (ev / "evaluation_setup").mkdir()
+    sf.write(ev / "audio" / "0.wav", (0.1 * np.random.default_rng(1).standard_normal(32000)).astype(np.float32), 32000)
+    devices = ["a", "b", "zz"]
+    for i in (1, 2):  # the same clip under three names, one per device id
+        (ev / "audio" / f"{i}.wav").write_bytes((ev / "audio" / "0.wav").read_bytes())
+    (ev / "evaluation_setup" / "fold1_test.csv").write_text(
+        "filename\tdevice_id\n" + "".join(f"audio/{i}.wav\t{d}\n" for i, d in enumerate(devices)))
+    write_submission(path, ev, tmp_path / "out.csv", year=2025, progress=False)
+    rows = [line.split("\t") for line in (tmp_path / "out.csv").read_text().splitlines()[1:]]
+    pred = Predictor.load(path)
+    x = pred.features(torch.from_numpy(pred.load_wave(ev / "audio" / "0.wav", duration=None))[None])
+    with torch.no_grad():
+        for row, dev in zip(rows, ["a", "b", None]):
+            want = torch.softmax(pred.model.model_for_device(dev)(x), dim=1)[0].numpy()
+            assert np.allclose([float(v) for v in row[2:]], want, atol=2e-6), dev
+    assert rows[0][2:] != rows[1][2:]

@@ -100,6 +100,17 @@ def evaluation_files(eval_dir: str | Path) -> list[tuple[str, Path]]:
     return [(f.relative_to(root).as_posix(), f) for f in audio_files([root])]
 
 
+def evaluation_devices(eval_dir: str | Path) -> dict[str, str]:
+    """``{filename: device id}`` from ``evaluation_setup/fold1_test.csv``'s ``device_id`` (DCASE 2025) or
+    ``source_label`` column; empty when the listing has neither (every file: the general model)."""
+    listing = Path(eval_dir) / "evaluation_setup" / "fold1_test.csv"
+    if not listing.is_file():
+        return {}
+    rows = read_table(listing, required=("filename",), allow_extra_columns=True)
+    return {v["filename"]: v.get("device_id") or v.get("source_label") for _, v in rows
+            if v.get("device_id") or v.get("source_label")}
+
+
 def submission_text(names: list[str], probs: np.ndarray, classes: list[str], rule: OpenSetRule | None = None) -> str:
     """The TAB-separated file; ``scene_label`` is ``openset.decide`` (the model's open-set rule, if any),
     the probability columns are unweighted."""
@@ -126,9 +137,16 @@ def write_submission(ckpt: str | Path, data: str | Path, out: str | Path, *, yea
     win = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration, hop,
                               whole_file=pred.whole_file, resampler=pred.fcfg.resampler,
                               feature_hop=pred.fcfg.hop_length)
-    results = classify_files([p for _, p in files], torch_probs_fn(pred), pred.classes, win,
-                             batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress,
-                             rule=pred.openset)
+    # DCASE 2025: a device container classifies each file with the model of its listed device id
+    device_of = evaluation_devices(data) if hasattr(pred.model, "model_for_device") else {}
+    groups: dict[str | None, list[Path]] = {}
+    for name, p in files:
+        groups.setdefault(device_of.get(name), []).append(p)
+    results = []
+    for dev, paths in groups.items():
+        results += classify_files(paths, torch_probs_fn(pred.for_device(dev)), pred.classes, win,
+                                  batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress,
+                                  rule=pred.openset)
     by_path = {str(r.path): r for r in results}
     kept = [(name, by_path[str(p)]) for name, p in files if str(p) in by_path]
     if not kept:

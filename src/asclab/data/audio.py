@@ -222,7 +222,8 @@ def _apply_policy(x: np.ndarray, channels: str, path: Path) -> np.ndarray:
         return np.repeat(x, 2, axis=1)
     if x.shape[1] == 2:
         return x
-    raise DataError(f"{path}: has {x.shape[1]} channels; channels='stereo' takes 1 or 2 (use 'mono' to mix down)")
+    raise DataError(f"{path}: has {x.shape[1]} channels; a stereo recipe (features.channels: stereo) takes 1 or 2 "
+                    "(features.channels: mono mixes them down)")
 
 
 def _check_format(

@@ -181,16 +181,18 @@ def open_dataset(
         records = read_dcase2024(root, split=split_name, check_files=check_files, on_error=on_error, skipped=skipped)
     elif layout == "tau":
         if split not in (None, "evaluate"):
-            raise ConfigError(f"split={split!r}: a TAU layout takes split=None or 'evaluate' (adds fold1_test)")
+            raise ConfigError(f"data.split {split!r}: a TAU layout takes no split or 'evaluate' (adds fold1_test)")
         records = read_tau(root, include_evaluate=split == "evaluate", check_files=check_files,
                            on_error=on_error, skipped=skipped)
     elif layout == "tut":
         if split is not None:
-            raise ConfigError(f"split={split!r}: a TUT 2016/2017 layout has folds, not named splits (use test_fold)")
+            raise ConfigError(f"data.split {split!r}: a TUT 2016/2017 layout has folds, not named splits "
+                              "(use data.test_fold)")
         records = read_tut(root, check_files=check_files, on_error=on_error, skipped=skipped)
     else:
         if split is not None:
-            raise ConfigError(f"split={split!r} applies to DCASE 2024 (split5 ... split100) and TAU ('evaluate') layouts")
+            raise ConfigError(f"data.split {split!r} applies to the DCASE 2024 (split5 ... split100) and TAU "
+                              "('evaluate') layouts")
         if layout == "manifest":
             path = root if root.is_file() else root / "manifest.csv"
             records = read_manifest(path, check_files=check_files, on_error=on_error, skipped=skipped)
@@ -265,9 +267,9 @@ def assign_test_fold(records: list[Record], test_fold: int, root: Path, policy: 
     """Records of ``test_fold`` become "test", the other folds "train"."""
     folds = sorted({r.fold for r in records if r.fold is not None})
     if not folds:
-        raise ConfigError(f"test_fold={test_fold} but {root} defines no folds")
+        raise ConfigError(f"data.test_fold {test_fold}: {root} defines no folds")
     if test_fold not in folds:
-        raise ConfigError(f"test_fold={test_fold} is not one of the folds of {root} ({', '.join(map(str, folds))})")
+        raise ConfigError(f"data.test_fold {test_fold} is not one of the folds of {root} ({', '.join(map(str, folds))})")
     out = []
     for rec in records:
         if rec.fold is None:

@@ -92,11 +92,14 @@ def read_fold_list(
     root = Path(root) if root is not None else path.parent.parent
     policy = policy or ErrorPolicy()
     required = ("filename", "scene_label") if labelled else ("filename",)
-    rows = read_table(path, required=required, optional=("scene_label", "identifier", "source_label"), policy=policy)
+    # device_id: the DCASE 2025 evaluation listing's device column
+    rows = read_table(path, required=required, optional=("scene_label", "identifier", "source_label", "device_id"),
+                      policy=policy)
     return _unique(
         [
             tau_record(root.absolute(), v["filename"], label=v.get("scene_label") if labelled else None,
-                       split=split, source=path, row=n, identifier=v.get("identifier"), device=v.get("source_label"))
+                       split=split, source=path, row=n, identifier=v.get("identifier"),
+                       device=v.get("source_label") or v.get("device_id"))
             for n, v in rows
         ],
         policy,

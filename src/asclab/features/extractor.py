@@ -127,7 +127,7 @@ class FeatureExtractor(nn.Module):
         if cfg.channels == "mono":
             wave = wave.mean(dim=1, keepdim=True) if wave.shape[1] > 1 else wave
         elif wave.shape[1] != 2:
-            raise DataError(f"features.channels='stereo' needs 2 audio channels, got {wave.shape[1]}")
+            raise DataError(f"features.channels: stereo needs 2 audio channels, got {wave.shape[1]}")
         power = self.mel(wave)  # (B, A, M, T)
         if mel_power_hook is not None:
             power = mel_power_hook(power)

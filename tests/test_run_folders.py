@@ -1,0 +1,93 @@
+"""Run folders that tell the truth (asclab.runs): an exclusive lock on ``--out``, nothing
+written before the recipe and data validate, no half run after an early failure."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from asclab.errors import AsclabError
+from asclab.runs import RunLock, claim_run_folder, lock_path, refuse_if_held
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    from asclab.data.synth import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("runs") / "synth"
+    make_synthetic_dataset(root, n_per_class_device=1, n_test_per_class_device=1, seconds=1.0, sample_rate=16000,
+                           seed=5)
+    return root
+
+
+def test_lock_names_its_holder_and_goes_with_it(tmp_path):
+    out = tmp_path / "run"
+    with RunLock(out):
+        with pytest.raises(AsclabError, match=rf"in use by asclab run pid {os.getpid()} on "):
+            RunLock(out).acquire()
+        with pytest.raises(AsclabError, match="in use by"):
+            refuse_if_held(out)
+        assert not out.exists()  # the lock lives beside the folder: nothing written into it
+    assert not lock_path(out).exists()
+    with RunLock(out):  # free again
+        pass
+
+
+def test_a_lock_file_left_by_a_killed_run_does_not_hold_the_folder(tmp_path):
+    out = tmp_path / "run"
+    lock_path(out).write_text('{"pid": 999999, "host": "gone"}\n')  # SIGKILL leaves the file, not the flock
+    refuse_if_held(out)
+    with RunLock(out):
+        assert '"pid": %d' % os.getpid() in lock_path(out).read_text()
+
+
+def test_failure_before_the_first_checkpoint_leaves_no_half_run(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError), claim_run_folder(out):
+        (out / "logs").mkdir(parents=True)
+        (out / "recipe.yaml").write_text("name: x\n")
+        raise RuntimeError("data failed")
+    assert not out.exists() and not lock_path(out).exists()
+    with pytest.raises(RuntimeError), claim_run_folder(out):  # past a checkpoint the run is kept (resumable)
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        raise RuntimeError("killed later")
+    assert (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_an_existing_folder_is_never_removed(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run_info.json").write_text("{}")
+    with pytest.raises(RuntimeError), claim_run_folder(out):
+        raise RuntimeError("failed")
+    assert (out / "run_info.json").exists()
+
+
+@pytest.mark.slow
+def test_second_training_on_one_out_is_refused_and_the_first_finishes(tiny_set, tmp_path):
+    """Two trainings at once on one --out: the second exits 2 within seconds naming the
+    holder; the first finishes with a consistent folder and releases the lock."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "asclab.cli", "--threads", "1", "train", "quickstart", "--data", str(tiny_set),
+           "--out", str(run), "--quiet", "--set", "train.epochs_cap=2", "--set", "train.batch_size=8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lock = lock_path(run)
+    deadline = time.time() + 180
+    while not (lock.exists() and lock.read_text()) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert first.poll() is None, first.communicate()
+    t0 = time.time()
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 2, second.stderr
+    assert f"in use by asclab run pid {first.pid}" in second.stderr and second.stderr.count("\n") == 1
+    assert time.time() - t0 < 10  # refused at once, before torch is imported (measured: 1 s)
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    for name in ("model.ckpt", "summary.json", "metrics.json", "recipe.yaml", "run_info.json"):
+        assert (run / name).is_file(), name
+    assert not lock.exists()
