@@ -572,10 +572,11 @@ def test_skip_policy_counts_lists_and_reports_in_every_command(env, tmp_path, ca
     import json
 
     data = _copy_set(env, tmp_path)
-    bad_train = [data / "audio" / "bus-city-1-0-a.wav", data / "audio" / "park-city-4-1-a.wav"]
+    bad_train = [data / "audio" / f"{n}-a.wav" for n in ("bus-city-1-0", "park-city-4-1", "street_traffic-city-8-0")]
     bad_test = data / "audio" / "tram-city-9-2-a.wav"
     _truncate(bad_train[0])
     _one_sample(bad_train[1])
+    _nan(bad_train[2])
     _one_sample(bad_test)
     for table in ("meta.csv", "evaluation_setup/fold1_train.csv"):  # a metadata row: label outside the scenes
         _rewrite(data / table, "audio/metro-city-2-0-a.wav", 1, "volcano")
@@ -592,7 +593,7 @@ def test_skip_policy_counts_lists_and_reports_in_every_command(env, tmp_path, ca
 
     assert main(["features", str(data), "--recipe", "quickstart", *skip, "--quiet",
                  "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert "skipped 3 unreadable file(s)" in capsys.readouterr().err  # (the metadata row: see open_dataset)
+    assert "skipped 4 unreadable file(s)" in capsys.readouterr().err  # (the metadata row: see open_dataset)
 
     model = tmp_path / "run" / "model.ckpt"
     assert main(["evaluate", str(model), "--data", str(data), "--out", str(tmp_path / "ev"), "--skip-bad",
@@ -608,3 +609,19 @@ def test_skip_policy_counts_lists_and_reports_in_every_command(env, tmp_path, ca
                  "--year", "2019", "--quiet"]) == 0  # 2019: no complexity limits for the fp32 quickstart
     err = capsys.readouterr().err
     assert str(bad_test) in err and "1 evaluation file(s) missing from the submission" in err
+
+
+def test_classes_come_from_classes_txt_or_the_labels_with_single_clips_reported(tmp_path, capsys):
+    from asclab.api import open_data
+    from asclab.config import load_recipe
+
+    root = tmp_path / "man"
+    for i in range(3):
+        _clip(root / f"c{i}.wav", seed=i)
+    (root / "manifest.csv").write_text("path,label,split\nc0.wav,bus,train\nc1.wav,bus,test\nc2.wav,airport,train\n")
+    recipe = load_recipe("quickstart")
+    assert open_data(root, recipe).classes == ["airport", "bus"]
+    assert "note: 1 class(es) with a single clip: airport" in capsys.readouterr().err
+    (root / "classes.txt").write_text("tram\nbus\nairport\n")  # declared: its order, classes without clips kept
+    assert open_data(root, recipe).classes == ["tram", "bus", "airport"]
+    assert "single clip" not in capsys.readouterr().err

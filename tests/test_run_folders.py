@@ -58,6 +58,15 @@ def test_failure_before_the_first_checkpoint_leaves_no_half_run(tmp_path):
     assert (out / "checkpoints" / "last.ckpt").exists()
 
 
+def test_an_empty_folder_given_as_out_is_left_empty_after_an_early_failure(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(RuntimeError), claim_run_folder(out):
+        (out / "recipe.yaml").write_text("name: x\n")
+        raise RuntimeError("data failed")
+    assert out.is_dir() and not any(out.iterdir())
+
+
 def test_an_existing_folder_is_never_removed(tmp_path):
     out = tmp_path / "run"
     out.mkdir()

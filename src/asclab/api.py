@@ -618,8 +618,10 @@ def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path,
                                                      overrides=overrides)
     out = Path(out_dir)
     results = []
-    for fold in chosen:
-        print(f"fold {fold} of {chosen[-1]}")
+    from tqdm.auto import tqdm
+    fold_bar = tqdm(chosen, desc="crossval folds", unit="fold", disable=not progress, position=1, leave=True)
+    for fold in fold_bar:
+        fold_bar.set_postfix_str(f"fold {fold} of {chosen[-1]}")
         # The held-out fold is the test set: keep the last epoch's weights rather than
         # the epoch that scored best on it, so the estimate is not chosen on the test data.
         s = train_run(recipe_name, data_dir, out / f"fold{fold}", overrides=["train.keep=last"] +
@@ -631,6 +633,7 @@ def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path,
                         "test_recordings": len({r.identifier for r in index.records
                                                 if r.fold == fold and r.identifier is not None}),
                         "confusion": m["confusion"]})
+    fold_bar.close()
     classes = index.classes
     total_cm = np.sum([np.array(r["confusion"]) for r in results], axis=0)
     summary = {"recipe": recipe["name"], "data": str(data_dir), "folds": chosen, "per_fold": results,

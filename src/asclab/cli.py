@@ -19,11 +19,15 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
     p.add_argument("--batch-size", type=int, help="shortcut for --set train.batch_size=N")
     p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
+    p.add_argument("--logger", choices=("csv", "tensorboard"), default=None,
+                   help="tensorboard: also a TensorBoard log beside the CSV one (needs: pip install tensorboard); "
+                        "shortcut for --set train.logger=...")
 
 
 def _overrides(args) -> list[str]:
     out = list(args.overrides)
-    for key, name in (("train.epochs", "epochs"), ("train.batch_size", "batch_size"), ("train.seed", "seed")):
+    for key, name in (("train.epochs", "epochs"), ("train.batch_size", "batch_size"), ("train.seed", "seed"),
+                      ("train.logger", "logger")):
         if getattr(args, name, None) is not None:
             out.append(f"{key}={getattr(args, name)}")
     return out
@@ -41,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asclab", description="Acoustic scene classification toolkit.")
     p.add_argument("--version", action="version", version=f"asclab {__version__}")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is much faster on a busy machine)")
+                   help="torch CPU threads (default: the free physical cores by the load average, 1 on a "
+                        "busy machine; 0: torch's own choice; see asclab.terminal)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     data = sub.add_parser("data", help="make or inspect data sets")
@@ -503,9 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":  # a held or unusable --out is refused before torch is imported
             from asclab.runs import refuse_if_held
             refuse_if_held(args.resume or args.out)
-        if args.threads:
-            import torch
-            torch.set_num_threads(max(1, args.threads))
+        from asclab.terminal import apply_quiet, apply_threads
+        apply_quiet(bool(getattr(args, "quiet", False)))
+        apply_threads(args.threads)
         return COMMANDS[args.command](args)
     except AsclabError as exc:
         one_line = " ".join(str(exc).replace("\r", "\\r").replace("\n", "\\n").splitlines())

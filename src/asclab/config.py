@@ -31,8 +31,8 @@ DEFAULTS: dict[str, Any] = {
              "balance": None, "major_device": "a", "on_error": "raise",
              "group_folds": None,  # {folds: K, by: identifier}: recording-wise folds (asclab.data.group_folds)
              "validation": None,  # {fraction: 0.1, by: identifier}: carved from training (asclab.data.validation)
-             "allow_outside": False,
-             "classes": None},  # the class list (a manifest may also declare it in classes.txt)  # listed files may resolve outside the data folder (../, absolute, symlinks)
+             "allow_outside": False,  # listed files may resolve outside the data folder (../, absolute, symlinks)
+             "classes": None},  # the class list (a manifest may also declare it in classes.txt)
     "features": {},
     "model": {"name": "cp_mobile"},
     "loss": {"name": "ce"},

@@ -166,12 +166,20 @@ def claim_run_folder(out_dir: str | Path, *, lock: bool = True) -> Iterator[Path
     out = Path(out_dir)
     check_out_folder(out)
     fresh = lock and not out.exists()  # only the process that holds the folder cleans it up
+    was_empty = lock and out.is_dir() and not any(out.iterdir())
     held = RunLock(out).acquire() if lock else None
     try:
         yield out
     except BaseException:
-        if fresh and out.is_dir() and not has_checkpoint(out):
-            shutil.rmtree(out, ignore_errors=True)
+        if (fresh or was_empty) and out.is_dir() and not has_checkpoint(out):
+            if fresh:
+                shutil.rmtree(out, ignore_errors=True)
+            else:  # the user's empty folder: emptied again, kept
+                for child in list(out.iterdir()):
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
         raise
     finally:
         if held is not None:

@@ -233,6 +233,7 @@ class TrainConfig:
     cache_shard_size: int | None = spec(None, lo=1)
     precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
     val_every: int = spec(1, lo=1)
+    logger: Literal["csv", "tensorboard"] = "csv"  # tensorboard: also a TensorBoard log beside the CSV one
     deterministic: bool = False
     drop_last: bool | None = None  # None: drop the last incomplete batch when a full one exists; false: keep it
     keep: Literal["best", "last"] = "last"  # the last epoch, or the best on data.validation (required for best)

@@ -24,7 +24,9 @@ the state into it, so the file stays ``torch.load(weights_only=True)``-safe:
 no pickled GraphModule.
 
 Complexity: the parameters counted are those of the float architecture
-(the NeSsi count, BN included), stored at 1 byte each (``bits = 8``). How many
+(the NeSsi count, BN included), stored at 1 byte each (``bits = 8``); a
+loaded int8 file counts every one of them as non-zero (the float weights are
+not stored), the conservative reading of the 2020/2021 non-zero rules. How many
 epochs, which learning rate and when to freeze observers: not stated in the
 paper; asclab uses the stage's own ``train``/``optim`` blocks and freezes
 nothing.
@@ -110,6 +112,9 @@ def rebuild_int8(model: nn.Module, info: dict, state: dict) -> nn.Module:
 
     if info.get("dtype") != "int8" or info.get("method") not in ("qat",):
         raise CheckpointError(f"unknown quantisation in the model file: {info!r}")
+    with torch.no_grad():  # its weights are not stored: for the counts, every parameter is non-zero
+        for p in model.parameters():
+            p.fill_(1.0)
     skeleton = convert_int8(prepare_qat(model, tuple(info["example_shape"]), str(info.get("backend", "x86"))))
     try:
         skeleton.load_state_dict(state)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from asclab.data.classmaps import CLASS_MAPS, TAU_SCENES
+from asclab.data.classmaps import CLASS_MAPS, TASK1B_3CLASS, TAU_SCENES
 from asclab.data.dcase2024 import available_splits, read_dcase2024, resolve_split
 from asclab.data.dcase2025 import SPLIT_NAME as DCASE2025, TRAIN_SPLIT as DCASE2025_TRAIN, read_dcase2025
 from asclab.data.folders import ESC_FOLD_PATTERN, read_class_folders
@@ -309,7 +309,9 @@ def inside_root(records: list[Record], root: Path, policy: ErrorPolicy) -> list[
 
 
 CLASSES_FILE = "classes.txt"
-TAU_LABELS = (*TAU_SCENES, "unknown")  # "unknown": the TAU 2019 open-set task (1c)
+# The TAU data sets' own labels: the ten scenes, "unknown" (TAU 2019 open set, task 1c) and
+# the three classes of TAU 2020 3Class (task 1b: indoor, outdoor, transportation).
+TAU_LABELS = (*TAU_SCENES, "unknown", *sorted(set(TASK1B_3CLASS.values())))
 
 
 def declared_classes(folder: Path) -> list[str] | None:
@@ -327,13 +329,13 @@ def declared_classes(folder: Path) -> list[str] | None:
 
 
 def tau_labels(records: list[Record], policy: ErrorPolicy) -> list[Record]:
-    """Refuse (report at its metadata row) a TAU/DCASE label outside the ten scenes."""
+    """Refuse (report at its metadata row) a TAU/DCASE label outside the data sets' own (``TAU_LABELS``)."""
     out = []
     for rec in records:
         if rec.label is not None and rec.label not in TAU_LABELS:
             policy.report(rec.extra.get("source", rec.path), rec.extra.get("row"),
                           f"label {rec.label!r} of {rec.extra.get('filename', rec.path)} is not one of the TAU "
-                          f"scenes ({', '.join(TAU_SCENES)})")
+                          f"scenes ({', '.join(TAU_SCENES)}; or unknown, indoor, outdoor, transportation)")
             continue
         out.append(rec)
     return out

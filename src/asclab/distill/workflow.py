@@ -85,8 +85,8 @@ def train_teachers(recipes: Sequence[str], data_dir, out_dir, *, folds: int | No
         return summary
     overrides, chosen = _fold_overrides(recipes[0], data_dir, folds, group_by, overrides)
     per_fold = []
-    for fold in chosen:
-        print(f"teachers, fold {fold} of {chosen[-1]}")
+    from tqdm.auto import tqdm
+    for fold in tqdm(chosen, desc="teacher folds", unit="fold", disable=not progress, position=1, leave=True):
         s = train_teacher_set(recipes, data_dir, out / f"fold{fold}",
                               ["train.keep=last"] + overrides + [f"data.test_fold={fold}"],
                               cache_dir=cache_dir, progress=progress, force=force, duration=duration)

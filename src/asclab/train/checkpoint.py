@@ -74,6 +74,8 @@ def load_model_file(path: str | Path) -> ModelFile:
         raise CheckpointError(f"{p}: {_refusal(str(exc))}") from None
     except Exception as exc:  # zip/EOF/format errors from torch.load
         why = " ".join(str(exc).split())[:120]
+        if "weights_only" in why:  # torch's advice to load unsafely is never passed on
+            why = "refused by the safe loader"
         raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {why})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not an asclab model file (a Lightning training checkpoint? "

@@ -48,14 +48,16 @@ class Split:
 
 def readable_records(records: list[Record], duration: float | None = None
                      ) -> tuple[list[Record], list[tuple[str, str]]]:
-    """With ``data.on_error: skip``: the records whose audio opens (header, size and
-    truncation checked) and, given the clip ``duration``, is not near-empty
-    (``asclab.data.audio.MIN_AUDIO_SHARE``), and (file, reason) for the others."""
+    """With ``data.on_error: skip``: the records whose audio reads (header, size,
+    truncation and NaN/Inf samples of the part training uses checked) and, given the
+    clip ``duration``, is not near-empty (``asclab.data.audio.MIN_AUDIO_SHARE``), and
+    (file, reason) for the others. Reads each file once more than training does."""
     ok, skipped = [], []
     for rec in records:
         try:
             audio_info(rec.path)
             check_not_near_empty(rec.path, duration)
+            load_audio(rec.path, None, "mono", duration)  # decodes: NaN/Inf samples are found here
             ok.append(rec)
         except DataError as exc:
             skipped.append((str(rec.path), str(exc)))

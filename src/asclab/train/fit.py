@@ -14,7 +14,6 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
 
 from asclab.compress.complexity import complexity_report, default_input_shape
 from asclab.compress.prune import finalize_pruning
@@ -28,6 +27,7 @@ from asclab.train.device_specific import DeviceTuning, expand_device_stages, res
 from asclab.train.data import device_list, readable_records, make_dataset, make_loader, needs_waveforms, select_training_records
 from asclab.train.distributed import is_main_process, scale_lr
 from asclab.train.averaging import build_averaging
+from asclab.train.loggers import stage_loggers
 from asclab.train.module import ASCModule
 from asclab.train.resume import (AtomicCheckpointIO, ResumeCheckpoint, ResumeState, keep_log_before_resume,
                                  mark_stage_done, merge_resumed_log, resume_checkpoint, stage_done, start_fresh)
@@ -144,7 +144,7 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
         if averager is not None:
             callbacks.append(averager)
         kwargs = dict(max_epochs=int(srecipe["train"]["epochs"]), accelerator="cpu" if not torch.cuda.is_available() else "auto",
-                      devices=1, logger=CSVLogger(str(stage_dir), name="", version="logs"),
+                      devices=1, logger=stage_loggers(stage_dir, srecipe["train"].get("logger")),
                       callbacks=callbacks, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
                       sync_batchnorm=bool(srecipe["train"].get("sync_batchnorm", False)),
                       enable_progress_bar=progress,
