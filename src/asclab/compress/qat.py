@@ -46,6 +46,9 @@ BACKENDS = ("x86", "fbgemm", "qnnpack")
 INFO_KEY = "quantization"  # ModelFile.extra key
 _FLOAT_ARCH = "_asclab_float_architecture"  # plain attribute of a converted model: not a submodule
 _INFO = "_asclab_quantization"
+# torch 2.13 announces that quantised tensors will go in a future release; every int8 model file
+# load would print it (the note for asclab: such files need the torch the package pins)
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
 
 
 @contextmanager

@@ -181,13 +181,14 @@ class MelSpectrogram(nn.Module):
         constant_pad = self.center and self.pad_mode == "constant"
         if constant_pad:
             padded = x.new_zeros(x.shape[-1] + 2 * half, dtype=self.fft_dtype)
+        frames = x.new_empty(n_frames, self.n_fft, dtype=self.fft_dtype)  # reused: no per-clip allocation
         for i in range(x.shape[0]):
             if constant_pad:
                 padded[half : half + x.shape[-1]].copy_(x[i])
                 xi = padded
             else:
                 xi = self._pad(x[i : i + 1].to(self.fft_dtype))[0]
-            frames = xi.unfold(-1, self.n_fft, self.hop_length) * self.window
+            torch.mul(xi.unfold(-1, self.n_fft, self.hop_length), self.window, out=frames)
             sq = torch.view_as_real(torch.fft.rfft(frames)).reshape(n_frames, -1).square_()  # (T, 2F)
             if sq.dtype != torch.float32:
                 sq = sq.float()
