@@ -123,3 +123,26 @@ def test_device_specific_run_end_to_end(synth, tmp_path, one_torch_thread):
     # complexity: one report per member model, each against the 2025 limits
     reps = complexity_targets([str(out / "model.ckpt")])
     assert len(reps) == 7
+
+
+def test_an_interrupted_device_specific_run_resumes_at_its_device(synth, tmp_path, one_torch_thread):
+    from asclab.api import resume_run, train_run
+    from asclab.train.checkpoint import load_model_file
+
+    recipe = {**RECIPE, "workflow": {"stages": [RECIPE["workflow"]["stages"][0],
+                                                {**RECIPE["workflow"]["stages"][1],
+                                                 "device_specific": {"layers": "all", "devices": ["a", "b"]}}]}}
+    out = tmp_path / "run"
+    train_run(recipe, synth, out, progress=False)
+    first = load_model_file(out / "model.ckpt").state_dict
+    # as if stopped during device b's stage: no model file, b's stage unfinished
+    (out / "model.ckpt").unlink()
+    (out / "stages" / "3_device_b" / "stage_done.json").unlink()
+    resume_run(out, progress=False)
+    mf = load_model_file(out / "model.ckpt")
+    assert mf.model["devices"] == ["a", "b"]
+    for key, value in first.items():
+        if key.startswith(("base.", "device_models.a.")):  # restored from the finished stages
+            assert torch.equal(mf.state_dict[key], value), key
+    assert any(not torch.equal(mf.state_dict[k], first[k.replace("device_models.b.", "base.")])
+               for k in first if k.startswith("device_models.b.") and torch.is_floating_point(first[k]))

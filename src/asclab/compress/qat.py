@@ -49,6 +49,7 @@ _INFO = "_asclab_quantization"
 # torch 2.13 announces that quantised tensors will go in a future release; every int8 model file
 # load would print it (the note for asclab: such files need the torch the package pins)
 warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+warnings.filterwarnings("ignore", message=r"TypedStorage is deprecated", module=r"torch\._utils")
 
 
 @contextmanager

@@ -45,6 +45,16 @@ def where(file: str | Path, row: int | None) -> str:
     return f"{file}: " + (f"row {row}: " if row is not None else "")
 
 
+def read_text_file(path: Path) -> str:
+    """A metadata file's text (UTF-8, a BOM dropped); a one-line DataError when missing or not UTF-8."""
+    if not path.is_file():
+        raise DataError(f"{path}: metadata file not found")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def detect_delimiter(header_line: str) -> str:
     """TAB if the header has one, else comma (the two delimiters manifests use)."""
     return "\t" if "\t" in header_line else ","
@@ -69,12 +79,7 @@ def read_table(
     """
     policy = policy or ErrorPolicy()
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: metadata file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text_file(path)
     if not text.strip():
         raise DataError(f"{path}: empty file (no header row)")
     first_line = text.lstrip("\r\n").splitlines()[0]

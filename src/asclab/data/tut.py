@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from asclab.data.records import Record
-from asclab.data.tables import ErrorPolicy, Skipped
+from asclab.data.tables import ErrorPolicy, Skipped, read_text_file
 from asclab.data.tau import existing_files
 from asclab.errors import DataError
 
@@ -46,14 +46,8 @@ def recording_of(filename: str) -> str:
 
 def read_lines(path: Path, policy: ErrorPolicy, *, min_fields: int, max_fields: int) -> list[tuple[int, list[str]]]:
     """Headerless TAB-separated lines as ``[(line_number, fields)]``; blank lines are ignored."""
-    if not path.is_file():
-        raise DataError(f"{path}: metadata file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     out = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(read_text_file(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = [f.strip() for f in line.split("\t")]

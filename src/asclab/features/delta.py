@@ -36,12 +36,19 @@ def _savgol_rows(width: int, order: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return rows[half], np.stack(rows[:half]), np.stack(rows[half + 1 :])
 
 
-def deltas(spec, width: int = 9, padding: bool = True, *, order: int = 1) -> Tensor:
+# Rows per block: a block of the input and of the output stay in the L2 cache while the
+# ``width`` taps run over it (the taps are memory-bound on whole arrays).
+_BLOCK_ELEMENTS = 1 << 16
+
+
+def deltas(spec, width: int = 9, padding: bool = True, *, order: int = 1, out: Tensor | None = None) -> Tensor:
     """Local derivative of ``spec`` (..., T) along its last axis; float32 tensor.
 
     ``padding=True``: (..., T) like ``librosa.feature.delta(spec, width=width,
     order=order, axis=-1)``. ``padding=False``: (..., T - width + 1), the valid
-    region only (McDonnell & Gao 2019 sec. 3.1).
+    region only (McDonnell & Gao 2019 sec. 3.1). ``out``: a contiguous tensor of
+    the result's shape and dtype to write into (saves a copy when the caller
+    stacks channels).
     """
     x = torch.as_tensor(spec)
     if not x.is_floating_point():
@@ -55,18 +62,31 @@ def deltas(spec, width: int = 9, padding: bool = True, *, order: int = 1) -> Ten
         raise ValueError(f"need at least width={width} frames, got {n}")
     centre, left, right = _savgol_rows(int(width), int(order))
     valid_len = n - width + 1
-    valid = None
-    for j, c in enumerate(centre.tolist()):
-        if c == 0.0:
-            continue
-        term = x[..., j : j + valid_len]
-        valid = term * c if valid is None else valid.add_(term, alpha=c)
-    if valid is None:
-        valid = torch.zeros_like(x[..., :valid_len])
-    if not padding:
-        return valid
-    left_t = torch.as_tensor(left, dtype=x.dtype, device=x.device)
-    right_t = torch.as_tensor(right, dtype=x.dtype, device=x.device)
-    head = x[..., :width] @ left_t.T
-    tail = x[..., n - width :] @ right_t.T
-    return torch.cat([head, valid, tail], dim=-1)
+    n_out = n if padding else valid_len
+    shape = (*x.shape[:-1], n_out)
+    if out is None:
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    elif tuple(out.shape) != shape or out.dtype != x.dtype or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {x.dtype} tensor of shape {shape}, got {tuple(out.shape)}")
+    rows_x = x.reshape(-1, n)
+    rows_y = out.view(-1, n_out)
+    taps = [(j, c) for j, c in enumerate(centre.tolist()) if c != 0.0]
+    left_t = torch.as_tensor(left, dtype=x.dtype, device=x.device).T
+    right_t = torch.as_tensor(right, dtype=x.dtype, device=x.device).T
+    half = width // 2 if padding else 0
+    step = max(1, _BLOCK_ELEMENTS // n)
+    for r0 in range(0, rows_x.shape[0], step):
+        xb, yb = rows_x[r0 : r0 + step], rows_y[r0 : r0 + step]
+        valid = yb[:, half : half + valid_len]
+        if not taps:
+            valid.zero_()
+        for k, (j, c) in enumerate(taps):
+            term = xb[:, j : j + valid_len]
+            if k == 0:
+                torch.mul(term, c, out=valid)
+            else:
+                valid.add_(term, alpha=c)
+        if padding:
+            yb[:, :half].copy_(xb[:, :width] @ left_t)
+            yb[:, n - half :].copy_(xb[:, n - width :] @ right_t)
+    return out
