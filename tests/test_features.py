@@ -170,6 +170,22 @@ def test_deltas_batched_over_leading_axes(db_spec):
     np.testing.assert_allclose(out[0, 1].numpy(), librosa.feature.delta(stack[0, 1], order=2), atol=1e-4)
 
 
+@pytest.mark.parametrize("padding", [True, False])
+def test_deltas_over_many_row_blocks_and_into_out(padding):
+    """deltas runs in cache-sized blocks of rows: 400 rows of 431 frames span several blocks,
+    a non-contiguous input is fine, and ``out`` receives the same values."""
+    x = np.random.default_rng(3).standard_normal((2, 200, 431)).astype(np.float32)
+    ref = librosa.feature.delta(x, width=9, order=2, axis=-1)
+    ref = ref if padding else ref[..., 4:-4]
+    got = deltas(torch.from_numpy(x).transpose(0, 1), 9, padding, order=2).transpose(0, 1)
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-4)
+    out = torch.full(ref.shape, float("nan"))
+    assert deltas(x, 9, padding, order=2, out=out) is out
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-4)
+    with pytest.raises(ValueError, match="out must be"):
+        deltas(x, 9, padding, out=torch.empty(2, 200, 3))
+
+
 def _paper_delta(x: np.ndarray) -> np.ndarray:
     """McDonnell & Gao 2019's valid-region width-5 regression delta along the last axis."""
     n = x.shape[-1]

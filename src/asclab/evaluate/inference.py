@@ -4,7 +4,7 @@ augmentation (Horvath 2021 sec. 4), ensembles by softmax averaging
 open-set decision (McDonnell & Gao 2019 sec. 3.7, task 1c)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -36,6 +36,8 @@ class Predictor:
     duration: float | None
     meta: ModelFile
     precision: str = "fp32"  # "fp16": fp16 weights and inputs (recipe inference.precision; DCASE 2025 packages); "int8": a QAT model
+    # (network, its conv-BN-folded copy): asclab.evaluate.fast_path, used while ``model`` is that network
+    fast: tuple | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
@@ -60,7 +62,34 @@ class Predictor:
             raise AsclabError(f"{path}: inference.precision must be fp32 or fp16, got {precision!r}")
         if precision == "fp16":
             model.half()
-        return cls(model, FeatureExtractor(fcfg).eval(), fcfg, list(mf.classes), mf.duration, mf, precision)
+        pred = cls(model, FeatureExtractor(fcfg).eval(), fcfg, list(mf.classes), mf.duration, mf, precision)
+        if precision == "fp32":
+            pred.fast = pred.fast_network()
+        return pred
+
+    def fast_network(self) -> tuple | None:
+        """``(model, folded copy)`` when folding the batch norms is exact on this model's feature
+        shape (``asclab.evaluate.fast_path``); None otherwise (then ``model`` runs as it is)."""
+        from asclab.evaluate.fast_path import fused_for_inference
+        from asclab.features.extractor import feature_shape
+
+        if hasattr(self.model, "model_for_device"):
+            return None
+        seconds = self.duration or 1.0
+        try:
+            shape = feature_shape(self.fcfg, int(round(seconds * self.fcfg.sample_rate)))
+        except ValueError:
+            return None
+        gen = torch.Generator().manual_seed(0)
+        fused = fused_for_inference(self.model, torch.randn((1, *shape), generator=gen))
+        return (self.model, fused) if fused is not None else None
+
+    def network(self) -> torch.nn.Module:
+        """The network ``logits`` runs: the exact folded copy while it belongs to ``model``."""
+        if self.fast is not None and self.fast[0] is self.model and self.precision == "fp32" \
+                and not self.model.training:
+            return self.fast[1]
+        return self.model
 
     def for_device(self, device_id: str | None) -> "Predictor":
         """This predictor with the model of ``device_id`` (a device container's member; the general
@@ -98,7 +127,7 @@ class Predictor:
             x = x.half()
         if device_ids is not None and hasattr(self.model, "model_for_device"):
             return self.model(x, device_ids).float()
-        return self.model(x).float()
+        return self.network()(x).float()
 
     @torch.no_grad()
     def probs(self, waves: torch.Tensor, tta: int = 0, tta_augment: dict | None = None,
@@ -119,7 +148,7 @@ class Predictor:
             for _ in range(tta):
                 x = self.features(wave_aug(waves) if wave_aug is not None else waves)
                 x = spec_aug(x) if spec_aug is not None else x
-                total += self.model(x.half() if self.precision == "fp16" else x).float()
+                total += self.network()(x.half() if self.precision == "fp16" else x).float()
         finally:
             torch.random.set_rng_state(state)
         return torch.softmax(total / tta, dim=1)

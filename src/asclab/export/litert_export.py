@@ -52,17 +52,6 @@ N_CALIBRATION = 32
 DEFAULT_LIMIT = "dcase2022_2025_1"
 
 
-def litert_available() -> str | None:
-    """None when the converter and the interpreter import, else why not (one line)."""
-    try:
-        import ai_edge_litert.interpreter  # noqa: F401
-        import ai_edge_quantizer  # noqa: F401
-        import litert_torch  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - any import failure means the extra is unusable
-        return f"the LiteRT extra is not installed ({type(exc).__name__}: {str(exc)[:120]}); pip install 'asclab[litert]'"
-    return None
-
-
 @contextlib.contextmanager
 def _quiet():
     """litert-torch prints progress lines and absl logs; keep the CLI output ours."""
@@ -75,6 +64,19 @@ def _quiet():
             yield
     finally:
         logging.disable(logging.NOTSET)
+
+
+def litert_available() -> str | None:
+    """None when the converter and the interpreter import, else why not (one line)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the converter's C++ start-up notes
+    try:
+        with _quiet():
+            import ai_edge_litert.interpreter  # noqa: F401
+            import ai_edge_quantizer  # noqa: F401
+            import litert_torch  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure means the extra is unusable
+        return f"the LiteRT extra is not installed ({type(exc).__name__}: {str(exc)[:120]}); pip install 'asclab[litert]'"
+    return None
 
 
 def convert_fp32(model: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:

@@ -65,12 +65,15 @@ def deltas(spec, width: int = 9, padding: bool = True, *, order: int = 1, out: T
     n_out = n if padding else valid_len
     shape = (*x.shape[:-1], n_out)
     if out is None:
-        out = torch.empty(shape, dtype=x.dtype, device=x.device)
+        out = torch.empty(shape, dtype=x.dtype, device=x.device) if blocked_ok(x) else None
     elif tuple(out.shape) != shape or out.dtype != x.dtype or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous {x.dtype} tensor of shape {shape}, got {tuple(out.shape)}")
+    taps = [(j, c) for j, c in enumerate(centre.tolist()) if c != 0.0]
+    if not blocked_ok(x):
+        res = _deltas_functional(x, width, padding, taps, left, right)
+        return res if out is None else out.copy_(res)
     rows_x = x.reshape(-1, n)
     rows_y = out.view(-1, n_out)
-    taps = [(j, c) for j, c in enumerate(centre.tolist()) if c != 0.0]
     left_t = torch.as_tensor(left, dtype=x.dtype, device=x.device).T
     right_t = torch.as_tensor(right, dtype=x.dtype, device=x.device).T
     half = width // 2 if padding else 0
@@ -90,3 +93,24 @@ def deltas(spec, width: int = 9, padding: bool = True, *, order: int = 1, out: T
             yb[:, :half].copy_(xb[:, :width] @ left_t)
             yb[:, n - half :].copy_(xb[:, n - width :] @ right_t)
     return out
+
+
+def blocked_ok(x: Tensor) -> bool:
+    """The in-place, blocked CPU code applies: eager CPU tensors without autograd (a trace for
+    ONNX or TorchScript, or a graph being compiled, records the plain tensor ops instead)."""
+    return (x.device.type == "cpu" and not x.requires_grad and not torch.jit.is_tracing()
+            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling())
+
+
+def _deltas_functional(x: Tensor, width: int, padding: bool, taps, left, right) -> Tensor:
+    """The same result from whole-array tensor ops (traceable, differentiable)."""
+    n = x.shape[-1]
+    valid_len = n - width + 1
+    valid = torch.zeros_like(x[..., :valid_len])
+    for j, c in taps:
+        valid = valid + x[..., j : j + valid_len] * c
+    if not padding:
+        return valid
+    head = x[..., :width] @ torch.as_tensor(left, dtype=x.dtype, device=x.device).T
+    tail = x[..., n - width :] @ torch.as_tensor(right, dtype=x.dtype, device=x.device).T
+    return torch.cat([head, valid, tail], dim=-1)

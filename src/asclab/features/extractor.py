@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from asclab.errors import ConfigError, DataError
 from asclab.features.config import FeatureConfig
-from asclab.features.delta import deltas
+from asclab.features.delta import blocked_ok, deltas
 from asclab.features.median_hpss import hpss
 from asclab.features.mel import MelSpectrogram, power_to_db
 
@@ -134,6 +134,8 @@ class FeatureExtractor(nn.Module):
         x = self.scale(power)
         parts = [x]
         crop = _crop(cfg)
+        if cfg.deltas and cfg.delta_padding and not cfg.hpss and blocked_ok(x):
+            return _stack_with_deltas(x, cfg.delta_width)
         if cfg.deltas:
             w = cfg.delta_width
             if cfg.delta_padding:
@@ -146,6 +148,18 @@ class FeatureExtractor(nn.Module):
         t = x.shape[-1] - 2 * crop
         parts = [p if p.shape[-1] == t else p[..., crop : crop + t] for p in parts]
         return torch.cat(parts, dim=1)
+
+
+def _stack_with_deltas(x: Tensor, width: int) -> Tensor:
+    """``cat([x, delta, delta-delta], dim=1)`` (padded deltas) with the deltas written straight
+    into the output, clip by clip (eager CPU: no intermediate arrays, no concatenation copy)."""
+    b, a = x.shape[:2]
+    out = torch.empty((b, 3 * a, *x.shape[2:]), dtype=x.dtype)
+    out[:, :a].copy_(x)
+    for i in range(b):
+        deltas(x[i], width, True, order=1, out=out[i, a : 2 * a])
+        deltas(x[i], width, True, order=2, out=out[i, 2 * a :])
+    return out
 
 
 def frames_for(cfg: FeatureConfig, seconds: float) -> int:

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from asclab.features.delta import blocked_ok
+
 # A matmul call costs about as much as this many (filter x FFT-bin) products per
 # frame; the grouping trades wasted zeros against the number of calls.
 _GROUP_CALL_COST = 320
@@ -212,8 +214,12 @@ def power_to_db(
     slice's own maximum minus ``top_db``."""
     if amin <= 0:
         raise ValueError(f"amin must be positive, got {amin}")
-    db = torch.log10(mel.clamp_min(amin)).mul_(10.0)
+    if top_db is not None and top_db < 0:
+        raise ValueError(f"top_db must be non-negative, got {top_db}")
     offset = 10.0 * math.log10(max(amin, abs(float(ref))))
+    if blocked_ok(mel) and mel.ndim >= 2 and mel.numel():
+        return _power_to_db_blocks(mel, amin, offset, top_db)
+    db = torch.log10(mel.clamp_min(amin)).mul_(10.0)
     if offset:
         db.sub_(offset)
     if top_db is not None:
@@ -222,6 +228,25 @@ def power_to_db(
         floor = db.amax(dim=(-2, -1), keepdim=True) - top_db
         db = torch.maximum(db, floor)
     return db
+
+
+def _power_to_db_blocks(mel: Tensor, amin: float, offset: float, top_db: float | None) -> Tensor:
+    """``power_to_db`` on CPU without autograd: the same operations, in place in the output,
+    a few (M, T) slices at a time so each block stays in cache (the whole batch is
+    memory-bound: five passes over it otherwise)."""
+    out = torch.empty(mel.shape, dtype=mel.dtype)
+    slices = mel.reshape(-1, *mel.shape[-2:])
+    dst = out.view(-1, *mel.shape[-2:])
+    step = max(1, (1 << 16) // max(1, slices[0].numel()))
+    for i in range(0, slices.shape[0], step):
+        d = dst[i : i + step]
+        torch.clamp_min(slices[i : i + step], amin, out=d)
+        d.log10_().mul_(10.0)
+        if offset:
+            d.sub_(offset)
+        if top_db is not None:
+            torch.maximum(d, d.amax(dim=(-2, -1), keepdim=True).sub_(top_db), out=d)
+    return out
 
 
 @functools.lru_cache(maxsize=8)
