@@ -186,6 +186,19 @@ def test_deltas_over_many_row_blocks_and_into_out(padding):
         deltas(x, 9, padding, out=torch.empty(2, 200, 3))
 
 
+def test_blocked_cpu_path_equals_the_traceable_one(mono44):
+    """Eager CPU features (blocked, in place) equal the whole-array path taken under autograd
+    or a trace: the log-mel dB scale and the stacked deltas."""
+    ext = FeatureExtractor(FeatureConfig(sample_rate=44100, deltas=True)).eval()
+    wave = torch.from_numpy(np.stack([mono44[0][:88200]] * 2))[:, None]
+    mel = ext.mel(wave)
+    fast = ext(wave)
+    slow = ext.forward(wave, mel_power_hook=lambda p: p.clone().requires_grad_(True)).detach()
+    assert fast.shape == slow.shape == (2, 3, 128, 87)
+    np.testing.assert_allclose(fast.numpy(), slow.numpy(), rtol=0, atol=1e-5)
+    assert torch.equal(ext.scale(mel), ext.scale(mel.clone().requires_grad_(True)).detach())
+
+
 def _paper_delta(x: np.ndarray) -> np.ndarray:
     """McDonnell & Gao 2019's valid-region width-5 regression delta along the last axis."""
     n = x.shape[-1]

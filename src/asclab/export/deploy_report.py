@@ -209,7 +209,7 @@ def deploy_report(model: str | Path, data: str | Path, out: str | Path, *, qat: 
               "litert": "measured" if litert and skipped is None else (skipped or "not requested"),
               "rows": [b.row() for b in backends]}
     write_json(out / "report.json", report)
-    _plot(backends, out / "accuracy_vs_size.png")
+    plot_rows(report["rows"], out / "accuracy_vs_size.png")
     with atomic_path(out / "report.md", suffix=".md") as tmp:
         tmp.write_text(format_markdown(report))
     return report
@@ -240,24 +240,31 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _plot(backends: list[Backend], path: Path) -> None:
+def plot_rows(rows: list[dict], path: Path) -> None:
+    """Accuracy against file size, one point per backend: colour = precision, marker = runtime."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     colours = {"fp32": "tab:blue", "fp16": "tab:green", "int8 PTQ": "tab:orange", "int8 QAT": "tab:red"}
-    for b in backends:
-        ax.scatter(b.size_bytes / 1024, 100 * b.accuracy, color=colours.get(b.precision, "grey"),
-                   label=b.precision)
-        ax.annotate(b.name, (b.size_bytes / 1024, 100 * b.accuracy), fontsize=7, xytext=(3, 3),
+    markers = {"torch": "o", "ONNX": "s", "LiteRT": "^"}
+    for k, r in enumerate(rows):
+        runtime = r["backend"].split()[0]
+        x, y = r["size_bytes"] / 1024, 100 * r["accuracy"]
+        ax.scatter(x, y, color=colours.get(r["precision"], "grey"), marker=markers.get(runtime, "x"), s=40,
+                   label=r["precision"])
+        ax.annotate(r["backend"], (x, y), fontsize=6, rotation=35, xytext=(3, 4 + 9 * (k % 3)),
                     textcoords="offset points")
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=8)
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8, title="o torch, s ONNX, ^ LiteRT", title_fontsize=7,
+              loc="lower right")
     ax.set_xlabel("file size (KiB)")
     ax.set_ylabel("accuracy (%)")
+    lo, hi = min(100 * r["accuracy"] for r in rows), max(100 * r["accuracy"] for r in rows)
+    ax.set_ylim(lo - 1.0, hi + 2.5)
     ax.set_title("accuracy against size per backend")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -266,4 +273,4 @@ def _plot(backends: list[Backend], path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["deploy_report", "format_markdown"]
+__all__ = ["deploy_report", "format_markdown", "plot_rows"]
