@@ -41,6 +41,7 @@ BENCHES = (
     Bench("train", "bench_train.py", (), ("--quick",)),
     Bench("inference", "bench_inference.py", (), ("--quick",)),
     Bench("scaling", "bench_scaling.py", (), ("--quick",)),
+    Bench("train_step", "bench_train_step.py", (), ("--quick",)),
     Bench("busy", "bench_busy.py", (), ("--quick",)),  # the demo twice: about 2 x 4 minutes on 2 cores
 )
 

@@ -112,3 +112,16 @@ def test_run_all_writes_report_atomically(bench, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["results.md"]  # no temporary file left
     with pytest.raises(SystemExit):
         run_all.parse_args(["--only", "nosuch"])
+
+
+def test_bench_train_step_quick(bench):
+    text = bench("bench_train_step").main(["--quick", "--threads", "1"])
+    rows = table_rows(text, "fp32") + table_rows(text, "channels_last")
+    assert len(rows) == 2 and all(float(r[1]) > 0 for r in rows)
+    assert "Dense 3x3 conv rate measured: fp32" in text
+
+
+def test_bench_busy_options(bench):
+    busy = bench("bench_busy")
+    args = busy.parse_args(["--quick"])
+    assert args.epochs == 1 and args.settle < 10 and args.burners == 2
