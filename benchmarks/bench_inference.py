@@ -6,7 +6,8 @@ an asclab model file with its recipe's front end and clip length, loaded with
 (waveform input: the ONNX graph computes the features; fp32 plus the
 onnxruntime dynamic int8 variant). Backends:
 
-* torch eager: ``Predictor.probs`` (features + network + softmax);
+* torch eager: ``Predictor.probs`` (features + network + softmax; the network with its
+  batch norms folded into the convolutions where that is exact, ``asclab.evaluate.fast_path``);
 * torch compiled: the asclab features, then ``torch.compile(model)`` (one
   compilation per input shape, timed apart); only for the ``--compile`` models;
 * ONNX fp32 and int8: ``OnnxPredictor.probs`` (onnxruntime CPU, its
