@@ -140,4 +140,4 @@ def test_describe(small):
     assert lines["class"] == ["train", "test", "total"]
     assert lines["airport"] == ["12", "9", "21"]
     assert lines["s4"] == ["0", "10", "10"] and lines["a"] == ["20", "10", "30"]
-    assert "records:  210 in 10 classes; skipped: 0" in text
+    assert "records:  210 in 10 classes from 60 recordings; skipped: 0" in text

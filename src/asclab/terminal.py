@@ -124,5 +124,4 @@ def apply_quiet(quiet: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"asclab(\.|$)")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # worker processes started later
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tensorboard's optional TensorFlow probe
