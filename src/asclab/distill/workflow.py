@@ -22,31 +22,19 @@ from typing import Sequence
 
 import numpy as np
 
-from asclab.errors import AsclabError, ConfigError
+from asclab.errors import ConfigError
 from asclab.io import write_json
 
 
 def _fold_overrides(recipe_name: str, data_dir, folds: int | None, group_by: str | None,
                     overrides: list[str]) -> tuple[list[str], list]:
-    """The folds to train (and the override that fixes recording-wise folds), as ``asclab crossval`` chooses them."""
-    from asclab.config import load_recipe
-    from asclab.data import open_dataset
+    """The folds to train (and the override that fixes recording-wise folds), exactly as
+    ``asclab crossval`` chooses them, so each fold's teachers and student share one split."""
+    from asclab.api import crossval_plan
 
-    recipe = load_recipe(recipe_name, overrides)
-    if group_by is not None:
-        k = folds or (recipe["data"].get("group_folds") or {}).get("folds")
-        if not k:
-            raise ConfigError(f"--group-by {group_by} needs the number of folds: --folds K")
-        overrides = overrides + [f"data.group_folds={{folds: {int(k)}, by: {group_by}}}"]
-        recipe = load_recipe(recipe_name, overrides)
-    index = open_dataset(data_dir, class_map=recipe["data"].get("class_map"),
-                         group_folds=recipe["data"].get("group_folds"))
-    available = sorted({r.fold for r in index.records if r.fold is not None})
-    if not available:
-        raise AsclabError(f"{data_dir}: the data set defines no folds; --folds K --group-by identifier assigns them")
-    if folds and folds > len(available):
-        raise AsclabError(f"{data_dir}: asked for {folds} folds, the data set has {len(available)}")
-    return overrides, available[:folds] if folds else available
+    overrides, _, _, chosen = crossval_plan(recipe_name, data_dir, folds=folds, group_by=group_by,
+                                            overrides=overrides)
+    return overrides, chosen
 
 
 def train_teacher_set(recipes: Sequence[str], data_dir, out: Path, overrides: list[str], *,
