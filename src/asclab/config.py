@@ -97,9 +97,15 @@ def _read_yaml(path: Path) -> dict:
 
 
 def deep_merge(base: dict, over: dict) -> dict:
+    """``over``'s values over ``base``'s, block by block; a named block (``loss``, ``model`` ...)
+    whose ``name`` differs from the base's replaces it whole, so that a recipe switching
+    ``loss: {name: ce}`` over a focal base does not inherit ``gamma``."""
     out = copy.deepcopy(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if (isinstance(value, dict) and isinstance(out.get(key), dict)
+                and "name" in value and "name" in out[key] and value["name"] != out[key]["name"]):
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
