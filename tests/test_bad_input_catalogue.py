@@ -236,7 +236,8 @@ def train_label_outside_tau_scenes(env, tmp):
     data = _copy_set(env, tmp)
     for table in ("meta.csv", "evaluation_setup/fold1_train.csv"):
         _rewrite(data / table, "audio/bus-city-1-0-a.wav", 1, "volcano")
-    return _train(env, tmp / "run", data=data), [tmp / "run"], "volcano"
+    return _train(env, tmp / "run", data=data), [tmp / "run"], \
+        _at_row(data, "bus-city-1-0-a.wav") + "label 'volcano' of audio/bus-city-1-0-a.wav"
 
 
 @case("labels")
@@ -245,7 +246,7 @@ def evaluate_label_outside_tau_scenes(env, tmp):
     for table in ("meta.csv", "evaluation_setup/fold1_evaluate.csv"):
         _rewrite(data / table, "audio/bus-city-1-2-a.wav", 1, "volcano")
     return ["evaluate", str(env.model), "--data", str(data), "--out", str(tmp / "ev"), "--quiet"], \
-        [tmp / "ev" / "metrics.json"], "volcano"
+        [tmp / "ev" / "metrics.json"], _at_row(data, "bus-city-1-2-a.wav") + "label 'volcano'"
 
 
 @case("labels")
@@ -256,7 +257,7 @@ def manifest_label_outside_declared_classes(env, tmp):
     (root / "classes.txt").write_text("airport\nbus\n")
     (root / "manifest.csv").write_text("path,label,split\nc0.wav,airport,train\nc1.wav,bus,train\nc2.wav,buss,train\n"
                                        "c3.wav,airport,test\n")
-    return _train(env, tmp / "run", data=root), [tmp / "run"], "buss"
+    return _train(env, tmp / "run", data=root), [tmp / "run"], "manifest.csv: row 4: label 'buss' of c2.wav"
 
 
 @case("labels")
@@ -292,11 +293,62 @@ def _one_sample(path: Path) -> None:
     sf.write(path, np.array([0.5], np.float32), RATE, subtype="FLOAT")
 
 
+def _at_row(data: Path, name: str, table: str = "meta.csv") -> str:
+    """``TABLE: row N: `` of the row listing ``audio/NAME`` (rows counted from the header, 1)."""
+    lines = (data / table).read_text().splitlines()
+    n = next(i for i, line in enumerate(lines, 1) if line.split("\t")[0] == f"audio/{name}")
+    return f"{data / table}: row {n}: "
+
+
+def _three_channels(path: Path) -> None:
+    sf.write(path, np.zeros((RATE, 3), np.float32), RATE, subtype="FLOAT")
+
+
 @case("audio")
 def train_truncated_audio(env, tmp):
     data = _copy_set(env, tmp)
     _truncate(data / "audio" / "bus-city-1-0-a.wav")
-    return _train(env, tmp / "run", data=data), [tmp / "run"], "bus-city-1-0-a.wav"
+    return _train(env, tmp / "run", data=data), [tmp / "run"], \
+        _at_row(data, "bus-city-1-0-a.wav") + str(data / "audio" / "bus-city-1-0-a.wav")
+
+
+@case("audio")
+def train_unreadable_audio(env, tmp):
+    data = _copy_set(env, tmp)
+    (data / "audio" / "bus-city-1-0-a.wav").write_bytes(b"not audio at all" * 20)
+    return _train(env, tmp / "run", data=data), [tmp / "run"], \
+        _at_row(data, "bus-city-1-0-a.wav") + str(data / "audio" / "bus-city-1-0-a.wav") + ": unreadable audio"
+
+
+@case("audio")
+def train_empty_audio(env, tmp):
+    data = _copy_set(env, tmp)
+    (data / "audio" / "park-city-4-0-a.wav").write_bytes(b"")
+    return _train(env, tmp / "run", data=data), [tmp / "run"], \
+        _at_row(data, "park-city-4-0-a.wav") + str(data / "audio" / "park-city-4-0-a.wav") + ": empty file"
+
+
+@case("audio")
+def train_near_empty_audio(env, tmp):
+    data = _copy_set(env, tmp)
+    _one_sample(data / "audio" / "park-city-4-1-a.wav")
+    return _train(env, tmp / "run", data=data), [tmp / "run"], \
+        _at_row(data, "park-city-4-1-a.wav") + str(data / "audio" / "park-city-4-1-a.wav") + ": near-empty audio"
+
+
+@case("audio")
+def train_wrong_rate(env, tmp):
+    data = _copy_set(env, tmp)  # the set is at 16 kHz; the recipe says every file must be at 44.1 kHz
+    return _train(env, tmp / "run", "--set", "data.expect_rate=44100", data=data), [tmp / "run"], \
+        "sample rate 16000 Hz, expected 44100 Hz"
+
+
+@case("audio")
+def train_wrong_channel_count(env, tmp):
+    data = _copy_set(env, tmp)
+    _three_channels(data / "audio" / "tram-city-9-0-a.wav")
+    return _train(env, tmp / "run", "--set", "features.channels=stereo", data=data), [tmp / "run"], \
+        _at_row(data, "tram-city-9-0-a.wav") + str(data / "audio" / "tram-city-9-0-a.wav") + ": has 3 channels"
 
 
 @case("audio")
@@ -304,7 +356,7 @@ def features_nan_audio(env, tmp):
     data = _copy_set(env, tmp)
     _nan(data / "audio" / "bus-city-1-0-a.wav")
     return ["features", str(data), "--recipe", "quickstart", "--quiet", "--cache-dir", str(tmp / "cache")], [], \
-        "bus-city-1-0-a.wav"
+        _at_row(data, "bus-city-1-0-a.wav") + str(data / "audio" / "bus-city-1-0-a.wav") + ": NaN"
 
 
 @case("audio")
@@ -312,7 +364,15 @@ def evaluate_missing_file(env, tmp):
     data = _copy_set(env, tmp)
     (data / "audio" / "bus-city-1-2-a.wav").unlink()
     return ["evaluate", str(env.model), "--data", str(data), "--out", str(tmp / "ev"), "--quiet"], \
-        [tmp / "ev" / "metrics.json"], "bus-city-1-2-a.wav"
+        [tmp / "ev" / "metrics.json"], _at_row(data, "bus-city-1-2-a.wav") + "listed audio file audio/bus-city-1-2-a.wav"
+
+
+@case("audio")
+def evaluate_nan_audio(env, tmp):
+    data = _copy_set(env, tmp)
+    _nan(data / "audio" / "bus-city-1-2-a.wav")
+    return ["evaluate", str(env.model), "--data", str(data), "--out", str(tmp / "ev"), "--quiet"], \
+        [tmp / "ev" / "metrics.json"], _at_row(data, "bus-city-1-2-a.wav") + str(data / "audio" / "bus-city-1-2-a.wav")
 
 
 @case("audio")
@@ -348,7 +408,8 @@ def submit_near_empty_audio(env, tmp):
     data = _copy_set(env, tmp)
     _one_sample(data / "audio" / "bus-city-1-2-a.wav")
     return ["submit", str(env.model), "--data", str(data), "--out", str(tmp / "out.csv"), "--quiet"], \
-        [tmp / "out.csv"], "bus-city-1-2-a.wav"
+        [tmp / "out.csv"], _at_row(data, "bus-city-1-2-a.wav", "evaluation_setup/fold1_test.csv") + \
+        str(data / "audio" / "bus-city-1-2-a.wav")
 
 
 @case("audio")
@@ -464,6 +525,94 @@ def crossval_out_is_a_file(env, tmp):
 def demo_out_is_a_file(env, tmp):
     (tmp / "demo").write_text("a file")
     return ["demo", "--out", str(tmp / "demo"), "--quiet", "--epochs", "1"], [], "demo"
+
+
+def _existing(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("an earlier result, kept\n")
+    return path
+
+
+@case("outputs")
+def predict_csv_exists(env, tmp):
+    out = _existing(tmp / "p.csv")
+    return ["predict", str(env.model), str(env.clip), "--quiet", "--csv", str(out)], [], \
+        f"{out}: already exists; choose another --csv or pass --force"
+
+
+@case("outputs")
+def predict_timeline_exists(env, tmp):
+    out = _existing(tmp / "t.csv")
+    return ["predict", str(env.model), str(env.clip), "--quiet", "--timeline", str(out)], [], \
+        f"{out}: already exists; choose another --timeline"
+
+
+@case("outputs")
+def submit_out_exists(env, tmp):
+    out = _existing(tmp / "output.csv")
+    return ["submit", str(env.model), "--data", str(env.data), "--out", str(out), "--quiet"], [], \
+        f"{out}: already exists"
+
+
+@case("outputs")
+def export_out_exists(env, tmp):
+    out = _existing(tmp / "m.onnx")
+    return ["export", str(env.model), "--out", str(out)], [tmp / "m.onnx.json"], f"{out}: already exists"
+
+
+@case("outputs")
+def import_out_exists(env, tmp):
+    out = _existing(tmp / "imported.ckpt")
+    return ["import", str(env.model), "--out", str(out)], [], f"{out}: already exists"
+
+
+@case("outputs")
+def logits_out_exists(env, tmp):
+    out = _existing(tmp / "teachers.h5")
+    return ["logits", str(env.model), "--data", str(env.data), "--out", str(out), "--quiet"], [], \
+        f"{out}: already exists"
+
+
+@case("outputs")
+def logits_out_unwritable(env, tmp):
+    (tmp / "file").write_text("a file, not a folder")
+    return ["logits", str(env.model), "--data", str(env.data), "--out", str(tmp / "file" / "t.h5"), "--quiet",
+            "--no-hash"], [], "t.h5"
+
+
+@case("outputs")
+def evaluate_out_holds_results(env, tmp):
+    _existing(tmp / "ev" / "metrics.json")
+    return ["evaluate", str(env.model), "--data", str(env.data), "--out", str(tmp / "ev"), "--quiet"], \
+        [tmp / "ev" / "confusion.png"], f"{tmp / 'ev' / 'metrics.json'}: already exists"
+
+
+@case("outputs")
+def package_out_exists(env, tmp):
+    _existing(tmp / "pkg" / "setup.py")
+    return ["package", str(env.model), "--name", "Doe_INST_task1", "--out", str(tmp / "pkg")], \
+        [tmp / "pkg" / "pyproject.toml"], "pkg"
+
+
+@case("outputs")
+def package_out_unwritable(env, tmp):
+    (tmp / "file").write_text("a file, not a folder")
+    return ["package", str(env.model), "--name", "Doe_INST_task1", "--out", str(tmp / "file" / "pkg")], [], "pkg"
+
+
+@case("run folder")
+def crossval_out_held_by_another_run(env, tmp):
+    lock = RunLock(tmp / "cv").acquire()  # released by the test after the command
+    _HELD.append(lock)
+    return (["crossval", "quickstart", "--data", str(env.data), "--out", str(tmp / "cv"), "--quiet", "--epochs", "1"],
+            [tmp / "cv"], "in use by asclab run pid")
+
+
+@case("run folder")
+def crossval_out_is_a_foreign_folder(env, tmp):
+    _existing(tmp / "cv" / "thesis.tex")
+    return (["crossval", "quickstart", "--data", str(env.data), "--out", str(tmp / "cv"), "--quiet", "--epochs", "1"],
+            [tmp / "cv" / "crossval.json"], "not an asclab run")
 
 
 @case("outputs")
@@ -586,6 +735,9 @@ def test_skip_policy_counts_lists_and_reports_in_every_command(env, tmp_path, ca
     err = capsys.readouterr().err
     listed = json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped"]
     assert {s["file"] for s in listed if "row" not in s} == {str(p) for p in (*bad_train, bad_test)}
+    for s in listed:  # each skipped clip's reason names the metadata file and row that list it
+        if "row" not in s:
+            assert s["reason"].startswith(_at_row(data, Path(s["file"]).name) + s["file"] + ": "), s
     assert any(s["file"] == str(data / "meta.csv") and "volcano" in s["reason"] for s in listed)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert {s["file"] for s in summary["skipped"]} == {s["file"] for s in listed}
@@ -625,3 +777,14 @@ def test_classes_come_from_classes_txt_or_the_labels_with_single_clips_reported(
     (root / "classes.txt").write_text("tram\nbus\nairport\n")  # declared: its order, classes without clips kept
     assert open_data(root, recipe).classes == ["tram", "bus", "airport"]
     assert "single clip" not in capsys.readouterr().err
+
+
+def test_existing_output_is_kept_without_force_and_replaced_with_it(env, tmp_path, capsys):
+    """The one rule for named outputs: an existing file is refused (and left as it was) unless --force."""
+    out = _existing(tmp_path / "p.csv")
+    argv = ["predict", str(env.model), str(env.clip), "--quiet", "--csv", str(out)]
+    assert main(argv) == 2
+    assert out.read_text() == "an earlier result, kept\n"
+    assert main([*argv, "--force"]) == 0
+    with open(out, newline="", encoding="utf-8") as f:
+        assert [r["file"] for r in csv.DictReader(f)] == [str(env.clip)]

@@ -195,3 +195,27 @@ def test_tau_metadata_label_outside_the_scenes_names_file_and_row(labels, strang
         (root / "meta.csv").write_text("filename\tscene_label\tidentifier\tsource_label\n" + "\n".join(rows) + "\n")
         with pytest.raises(DataError, match=rf"meta\.csv: row {at + 2}: label '{stranger}' of audio/{stranger}-c-{at}"):
             open_dataset(root, check_files=False)
+
+
+def test_train_run_parses_its_recipe_once_and_hands_the_typed_config_down(tmp_path, monkeypatch):
+    """Each recipe file is read once per training (not once per stop on the way to the model),
+    and fit receives the RecipeConfig parsed from it."""
+    import asclab.config as config
+    import asclab.train.fit as fit_module
+    from asclab.api import train_run
+    from asclab.data.synth import make_synthetic_dataset
+
+    data = tmp_path / "synth"
+    make_synthetic_dataset(data, n_per_class_device=1, n_test_per_class_device=1, seconds=1.0, sample_rate=16000,
+                           seed=3)
+    reads: list[str] = []
+    real_read = config._read_yaml
+    monkeypatch.setattr(config, "_read_yaml", lambda p: reads.append(Path(p).name) or real_read(p))
+    handed: list = []
+    real_fit = fit_module.fit
+    monkeypatch.setattr(fit_module, "fit", lambda *a, **kw: handed.append(kw.get("config")) or real_fit(*a, **kw))
+    train_run("quickstart", data, tmp_path / "run", overrides=["train.epochs_cap=1", "train.batch_size=16"],
+              cache_dir=tmp_path / "cache", progress=False)
+    assert reads and all(reads.count(name) == 1 for name in reads), reads
+    assert len(handed) == 1 and isinstance(handed[0], RecipeConfig)
+    assert handed[0].train.epochs_cap == 1 and handed[0].train.batch_size == 16

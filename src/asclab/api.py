@@ -13,7 +13,7 @@ import torch
 from asclab.compress.complexity import complexity_report, default_input_shape
 from asclab.compress.prune import is_pruned, to_fp16_state
 from asclab.compress.qat import INFO_KEY as QAT_INFO_KEY, quantization_info
-from asclab.config import load_recipe
+from asclab.config import load_config, load_recipe
 from asclab.data import open_dataset
 from asclab.data.records import Record
 from asclab.distill.targets import TeacherLogits
@@ -27,22 +27,31 @@ from asclab.evaluate.plots import plot_confusion, plot_per_device, plot_training
 from asclab.features.config import FeatureConfig
 from asclab.io import write_json
 from asclab.runs import record_run
+from asclab.schema import RecipeConfig
 from asclab.train.checkpoint import ModelFile, load_model_file, resolve_checkpoint, save_model_file
 
 
-def open_data(data_dir: str | Path, recipe: dict):
+def open_data(data_dir: str | Path, recipe: dict | RecipeConfig):
+    """The data set a recipe trains and evaluates on (its ``data`` block: split, folds, class
+    map, classes, skip policy, path checks); ``recipe`` typed, or a dict (a model file's recipe)
+    whose ``data`` block is checked here."""
     from asclab.data.index import declared_classes, single_clip_classes
+    from asclab.schema import DataConfig, parse_block
 
-    d = recipe["data"]
-    index = open_dataset(data_dir, split=d.get("split"), test_fold=d.get("test_fold"),
-                         class_map=d.get("class_map"), on_error=d.get("on_error", "raise"),
-                         group_folds=d.get("group_folds"), allow_outside=bool(d.get("allow_outside")),
-                         classes=d.get("classes"))
-    if index.layout in ("manifest", "folders") and d.get("classes") is None and declared_classes(index.root) is None:
+    d = recipe.data if isinstance(recipe, RecipeConfig) else parse_block(DataConfig, recipe.get("data") or {}, "data")
+    index = open_dataset(data_dir, split=d.split, test_fold=d.test_fold, class_map=d.class_map,
+                         on_error=d.on_error, group_folds=_group_folds(d.group_folds),
+                         allow_outside=d.allow_outside, classes=d.classes)
+    if index.layout in ("manifest", "folders") and d.classes is None and declared_classes(index.root) is None:
         singles = single_clip_classes(index.records)  # classes from the labels: say which rest on one clip
         if singles:
             print(f"note: {len(singles)} class(es) with a single clip: {', '.join(singles[:10])}", file=sys.stderr)
     return index
+
+
+def _group_folds(g) -> dict | None:
+    """``data.group_folds`` as the mapping ``asclab.data.group_folds`` reads."""
+    return None if g is None else {"folds": g.folds, "by": g.by, "seed": g.seed}
 
 
 def model_entry(model, recipe: dict) -> dict:
@@ -55,13 +64,15 @@ def model_entry(model, recipe: dict) -> dict:
     return dict(recipe["model"])
 
 
-def model_complexity(model, recipe: dict, input_shape: tuple[int, ...] | None = None) -> dict:
+def model_complexity(model, recipe: dict, input_shape: tuple[int, ...] | None = None, *,
+                     config: RecipeConfig | None = None) -> dict:
     """Complexity at the storage precision the recipe deploys (FP16 when ``compress.fp16``),
-    for ``input_shape`` or else one second of audio at the recipe's feature settings (the DCASE convention)."""
+    for ``input_shape`` or else one second of audio at the recipe's feature settings (the DCASE convention).
+    ``config``: the recipe's typed configuration when the caller holds it (its FeatureConfig is used)."""
     from asclab.compress.qat import float_architecture, is_int8
     from asclab.models.device_container import DeviceContainer
 
-    fcfg = FeatureConfig.from_dict(recipe["features"])
+    fcfg = config.features if config is not None else FeatureConfig.from_dict(recipe["features"])
     bits = 16 if (recipe.get("compress") or {}).get("fp16") else 32
     if is_int8(model):  # asclab.compress.qat: 1 byte per parameter of the float architecture
         bits, model = 8, float_architecture(model)
@@ -84,16 +95,18 @@ def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str
     from asclab.runs import claim_run_folder
     from asclab.train.distributed import is_main_process
 
-    load_recipe(recipe_name, kw.get("overrides"))  # every recipe key checked before the folder is touched
+    # the recipe parsed and every key checked once, before the folder is touched
+    recipe, cfg = load_config(recipe_name, kw.get("overrides"))
     with claim_run_folder(out_dir, lock=is_main_process()):
-        return _train_run_claimed(recipe_name, data_dir, out_dir, **kw)
+        return _train_run_claimed(recipe, cfg, data_dir, out_dir, **kw)
 
 
-def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, *,
+def _train_run_claimed(recipe: dict, cfg: RecipeConfig, data_dir: str | Path, out_dir: str | Path, *,
                        overrides: list[str] | None = None, cache_dir: Path | None = None, progress: bool = True,
                        force: bool = False, all_data: bool = False, trainer_kwargs: dict | None = None,
                        resume: bool = False) -> dict:
-    """Train a recipe on a data set, save ``model.ckpt``, evaluate on the test split.
+    """Train a loaded recipe (``recipe`` and its typed ``cfg``, :func:`asclab.config.load_config`)
+    on a data set, save ``model.ckpt``, evaluate on the test split.
 
     Under DDP (``trainer_kwargs`` devices/num_nodes/strategy) every process trains
     and only global rank 0 writes the run folder; the others return ``{"run", "rank"}``.
@@ -102,7 +115,6 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
     from asclab.train.fit import fit  # lightning import is slow; keep it off the other commands
 
     t0 = time.time()
-    recipe = load_recipe(recipe_name, overrides)
     keeps = kept_weights(recipe)  # train.keep: best only with a validation split carved from training
     validation = ValidationSpec.from_recipe(recipe)
     openset = OpenSetRule.from_config(recipe["inference"].get("openset"))
@@ -114,12 +126,12 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
         raise AsclabError(f"{out}: the run has finished (model.ckpt exists); nothing to resume")
     if (out / "model.ckpt").exists() and not force:
         raise AsclabError(f"{out}: already holds a trained model; choose another --out or pass --force")
-    members = (recipe.get("workflow") or {}).get("ensemble")
+    members = cfg.workflow.ensemble if cfg.workflow is not None else None
     if members:
         return train_ensemble(recipe, members, data_dir, out, overrides=overrides, cache_dir=cache_dir,
                               progress=progress, force=force, all_data=all_data, trainer_kwargs=trainer_kwargs,
                               resume=resume)
-    index = open_data(data_dir, recipe)
+    index = open_data(data_dir, cfg)
     train_records, val_records = list(index.train), list(index.test)
     if all_data:  # McDonnell & Gao 2019 sec. 3.8: retrain on all development data
         train_records, val_records = train_records + val_records, []
@@ -130,7 +142,7 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
               file=sys.stderr)
     carved: list[Record] = []
     if validation is not None:  # whole recordings out of the training records (asclab.data.validation)
-        train_records, carved = carve_validation(train_records, validation, int(recipe["train"].get("seed", 0)))
+        train_records, carved = carve_validation(train_records, validation, cfg.train.seed)
     # data.teacher_logits (loss kd): refused here if it lacks a training clip or orders the classes otherwise
     teachers = TeacherLogits.for_recipe(recipe, index.root, index.classes, train_records)
     if resume:
@@ -143,18 +155,18 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
     monitor = carved if validation is not None else [r for r in val_records if r.label is not None]
     result = fit(recipe, train_records, monitor, index.classes, out,
                  cache_dir=cache_dir, progress=progress, trainer_kwargs=trainer_kwargs, resume=resume,
-                 teachers=teachers)
+                 teachers=teachers, config=cfg)
     if not result.is_main:  # DDP: rank 0 writes model, metrics and plots
         return {"run": str(out), "rank": "non-zero"}
     model = result.module.model
-    final = model_complexity(model, recipe)
+    final = model_complexity(model, recipe, config=cfg)
     state = model.state_dict()
     quant = quantization_info(model)  # an int8 model (workflow stage qat) keeps its int8 state as it is
-    if (recipe.get("compress") or {}).get("fp16") and quant is None:
+    if cfg.compress is not None and cfg.compress.fp16 and quant is None:
         state = to_fp16_state(state)
     weights = weights_kept(keeps, result.best_path, carved)
     mf = ModelFile(state_dict=state, classes=index.classes, features=dict(recipe["features"]),
-                   model=model_entry(model, recipe), recipe=recipe, duration=recipe["data"].get("duration"),
+                   model=model_entry(model, recipe), recipe=recipe, duration=cfg.data.duration,
                    devices=result.devices,
                    data_summary={"data": str(data_dir), "layout": index.layout, "n_train": len(result.train_records),
                                  "n_val": len(val_records), "n_validation": len(carved), "weights": weights},
@@ -173,8 +185,7 @@ def _train_run_claimed(recipe_name: str | Path | dict, data_dir: str | Path, out
         [{"file": f, "reason": why} for f, why in result.skipped]
     if val_records and any(r.label is not None for r in val_records):
         metrics = evaluate_run(out / "model.ckpt", records=val_records, out_dir=out, progress=progress,
-                               tta=int(recipe["inference"].get("tta") or 0),
-                               on_error=recipe["data"].get("on_error", "raise"))
+                               tta=cfg.inference.tta, on_error=cfg.data.on_error)
         if run_skipped:  # the README's promise: every skipped file of the run is listed in metrics.json
             listed = {s["file"] for s in metrics["skipped"]}
             metrics["skipped"] = [s for s in run_skipped if s["file"] not in listed] + metrics["skipped"]
@@ -282,32 +293,33 @@ def build_features(recipe_name: str | Path | dict, data_dir: str | Path, *, over
     clips; an interrupted build resumes. One row per cache."""
     from asclab.train.data import feature_cache, needs_waveforms, select_training_records
 
-    recipe = load_recipe(recipe_name, overrides)
-    if needs_waveforms(recipe):
-        raise AsclabError(f"recipe {recipe.get('name')!r} computes features on the fly (waveform augmentation "
+    recipe, cfg = load_config(recipe_name, overrides)
+    if needs_waveforms(cfg):
+        raise AsclabError(f"recipe {cfg.name!r} computes features on the fly (waveform augmentation "
                           "or train.cache_features: false); there is no cache to build")
-    index = open_data(data_dir, recipe)
-    seed = int(recipe["train"].get("seed", 0))
+    index = open_data(data_dir, cfg)
+    seed = cfg.train.seed
     train, carved = list(index.train), []
     validation = ValidationSpec.from_recipe(recipe)
     if validation is not None:  # the same split train_run carves
         train, carved = carve_validation(train, validation, seed)
     test = [r for r in index.test if r.label is not None]
-    if recipe["data"].get("on_error") == "skip":  # as train does: unreadable audio counted, reported, left out
+    if cfg.data.on_error == "skip":  # as train does: unreadable audio counted, reported, left out
         from asclab.train.data import readable_records
-        duration = recipe["data"].get("duration")
-        (train, bad), (carved, bad_val), (test, bad_test) = (readable_records(x, duration) for x in (train, carved, test))
+        duration, rate = cfg.data.duration, cfg.data.expect_rate
+        (train, bad), (carved, bad_val), (test, bad_test) = (readable_records(x, duration, rate)
+                                                             for x in (train, carved, test))
         for _, why in bad + bad_val + bad_test:
             print(f"skipped {why}", file=sys.stderr)
         if bad + bad_val + bad_test:
             print(f"skipped {len(bad + bad_val + bad_test)} unreadable file(s)", file=sys.stderr)
-    splits = {"train": select_training_records(train, recipe, seed), "validation": carved, "test": test}
+    splits = {"train": select_training_records(train, cfg, seed), "validation": carved, "test": test}
     rows = []
     for split, records in splits.items():
         if not records:
             continue
         t0 = time.time()
-        cache = feature_cache(records, recipe, cache_dir, progress, workers=workers, shard_size=shard_size,
+        cache = feature_cache(records, cfg, cache_dir, progress, workers=workers, shard_size=shard_size,
                               verify=verify)
         rep = cache.report
         rows.append({"split": split, "path": str(cache.path), "clips": len(records),
@@ -578,20 +590,19 @@ def crossval_plan(recipe_name: str | Path | dict, data_dir: str | Path, *, folds
     ``overrides`` gains ``data.group_folds`` for recording-wise folds (``group_by``, or a data
     set without folds and ``folds`` given) so each fold's run recipe reproduces its split."""
     overrides = list(overrides or [])
-    recipe = load_recipe(recipe_name, overrides)
-    if group_by is None and not recipe["data"].get("group_folds") and folds:
-        probe = open_dataset(data_dir, class_map=recipe["data"].get("class_map"))
+    recipe, cfg = load_config(recipe_name, overrides)
+    if group_by is None and cfg.data.group_folds is None and folds:
+        probe = open_dataset(data_dir, class_map=cfg.data.class_map)
         if not any(r.fold is not None for r in probe.records):
             group_by = "identifier"  # no predefined folds: recording-wise ones
             print(f"{data_dir}: no predefined folds; assigning {folds} folds by {group_by}")
     if group_by is not None:
-        k = folds or (recipe["data"].get("group_folds") or {}).get("folds")
+        k = folds or (cfg.data.group_folds.folds if cfg.data.group_folds is not None else None)
         if not k:
             raise ConfigError(f"--group-by {group_by} needs the number of folds: --folds K")
         overrides.append(f"data.group_folds={{folds: {int(k)}, by: {group_by}}}")
-        recipe = load_recipe(recipe_name, overrides)
-    index = open_dataset(data_dir, class_map=recipe["data"].get("class_map"),
-                         group_folds=recipe["data"].get("group_folds"))
+        recipe, cfg = load_config(recipe_name, overrides)
+    index = open_dataset(data_dir, class_map=cfg.data.class_map, group_folds=_group_folds(cfg.data.group_folds))
     available = sorted({r.fold for r in index.records if r.fold is not None})
     if not available:
         raise AsclabError(f"{data_dir}: the data set defines no folds (a fold column or a file-name pattern); "
@@ -610,10 +621,21 @@ def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path,
     The folds are the data set's own (ESC-10's five, TUT's official four), or, with
     ``group_by`` (e.g. "identifier"), or when the data set has none and ``folds`` is
     given, ``folds`` recording-wise folds (``asclab.data.group_folds``, recorded in each
-    fold's recipe as ``data.group_folds``)."""
+    fold's recipe as ``data.group_folds``). The ``out_dir`` is held alone, as a training run
+    holds its folder (``asclab.runs.claim_run_folder``)."""
+    from asclab.runs import claim_run_folder
+    from asclab.train.distributed import is_main_process
+
+    load_config(recipe_name, overrides)  # every recipe key checked before the folder is touched
+    with claim_run_folder(out_dir, lock=is_main_process()):
+        return _crossval_claimed(recipe_name, data_dir, out_dir, folds=folds, overrides=overrides,
+                                 cache_dir=cache_dir, progress=progress, force=force, group_by=group_by)
+
+
+def _crossval_claimed(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path, *, folds: int | None,
+                      overrides: list[str] | None, cache_dir: Path | None, progress: bool, force: bool,
+                      group_by: str | None) -> dict:
     t0 = time.time()
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise AsclabError(f"{out_dir}: --out must be a folder, and this is a file")
     overrides, recipe, index, chosen = crossval_plan(recipe_name, data_dir, folds=folds, group_by=group_by,
                                                      overrides=overrides)
     out = Path(out_dir)

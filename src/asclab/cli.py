@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and reported)")
     ev.add_argument("--precision", choices=["fp32", "fp16"], default=None,
                     help="arithmetic of the network (default: the model file's); fp16 also reports the change vs fp32")
+    ev.add_argument("--force", action="store_true", help="replace the results already in --out")
     ev.add_argument("--quiet", action="store_true")
 
     pr = sub.add_parser("predict", help="classify recordings of any length (files or folders)",
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default=None, metavar="ID",
                     help="recording device id: a device-specific model's choice (unknown ids: the general model)")
     pr.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted and reported)")
+    pr.add_argument("--force", action="store_true", help="replace --csv/--timeline files that already exist")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sm = sub.add_parser("submit", help="write a DCASE task 1 submission file (checks the complexity rules)")
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--year", type=int, default=2024, help="challenge year whose rules apply (2019-2025; default 2024)")
     sm.add_argument("--hop", type=float, default=None, metavar="SECONDS")
     sm.add_argument("--skip-bad", action="store_true")
+    sm.add_argument("--force", action="store_true", help="replace --out if it exists")
     sm.add_argument("--quiet", action="store_true")
 
     ex = sub.add_parser("export", help="export a model to ONNX or LiteRT (self-verified; optional fp16/int8 variants)")
@@ -150,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="real audio to check every file against torch on (largest difference, top-1 agreement)")
     ex.add_argument("--val-data", default=None, metavar="DIR", help="labelled data to measure each file's accuracy")
     ex.add_argument("--json", action="store_true")
+    ex.add_argument("--force", action="store_true", help="replace --out if it exists")
     ex.add_argument("--device", default=None, metavar="ID",
                     help="of a device-specific model, export the model of this device (default: the general one)")
 
@@ -191,6 +195,7 @@ def _add_deployment(sub) -> None:
                                        "their device containers) into an asclab model file")
     im.add_argument("src", metavar="CKPT", help="Lightning checkpoint (.ckpt)")
     im.add_argument("--out", required=True, metavar="FILE", help="asclab model file to write")
+    im.add_argument("--force", action="store_true", help="replace --out if it exists")
     im.add_argument("--precision", default=None, choices=["fp16", "fp32"],
                     help="stored weights and inference precision (default: the checkpoint's own)")
     pk = sub.add_parser("package", help="write the DCASE 2025 installable inference package of a model")
@@ -236,6 +241,7 @@ def _add_distill(sub) -> None:
     lg.add_argument("--meta", default=None, metavar="CSV", help="with --import-cpjku: the metadata CSV of its rows")
     lg.add_argument("--classes", default=None, help="with --import-cpjku: the tensor's column order, comma-separated "
                     "(default: the data set's classes)")
+    lg.add_argument("--force", action="store_true", help="replace --out if it exists")
     lg.add_argument("--quiet", action="store_true")
 
     te = sub.add_parser("teachers", help="train teacher recipes and write their logits (per fold with --folds)")
@@ -497,6 +503,43 @@ COMMANDS = {"demo": cmd_demo, "data": cmd_data, "recipes": cmd_recipes, "train":
             "crossval": cmd_crossval, "logits": cmd_logits, "teachers": cmd_teachers}
 COMMANDS.update({"import": cmd_import, "package": cmd_package})
 
+# Output paths named on the command line that must not exist yet (``--force`` replaces them); a
+# folder's entry names the result file inside it whose presence means the folder holds results.
+# ``package`` (checked for writability only) and ``teachers`` check their --out folder themselves;
+# train and crossval lock theirs (``asclab.runs``).
+NAMED_OUTPUTS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "predict": (("csv", None), ("timeline", None)), "submit": (("out", None),), "export": (("out", None),),
+    "import": (("out", None),), "logits": (("out", None),), "evaluate": (("out", "metrics.json"),),
+    "package": (("out", None),),
+}
+
+
+def refuse_existing_outputs(args) -> None:
+    """Before any work: an output you name that cannot be written is refused, and one that
+    already exists is refused unless ``--force`` (README, The command line)."""
+    for attr, inside in NAMED_OUTPUTS.get(args.command, ()):
+        value = getattr(args, attr, None)
+        if not value:
+            continue
+        path = Path(value) / inside if inside else Path(value)
+        _check_writable(path)
+        if path.is_file() and not getattr(args, "force", False) and args.command != "package":
+            flag = "--" + attr.replace("_", "-")
+            raise AsclabError(f"{path}: already exists; choose another {flag} or pass --force to replace it")
+
+
+def _check_writable(path: Path) -> None:
+    """A one-line error when a folder above ``path`` is a file or the nearest existing one is read-only."""
+    import os
+
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AsclabError(f"{path}: cannot write this output ({parent} is a file, not a folder)")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise AsclabError(f"{path}: cannot write this output ({parent} is not writable)")
+            return
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -505,12 +548,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        if args.command == "train":  # a held or unusable --out is refused before torch is imported
+        if args.command in ("train", "crossval"):  # a held or unusable --out is refused before torch is imported
             from asclab.runs import refuse_if_held
-            refuse_if_held(args.resume or args.out)
+            refuse_if_held(getattr(args, "resume", None) or args.out)
+        refuse_existing_outputs(args)  # before any work: an existing output is kept unless --force
         from asclab.terminal import apply_quiet, apply_threads
         apply_quiet(bool(getattr(args, "quiet", False)))
         apply_threads(args.threads)
+        from asclab.memory import keep_freed_memory
+        keep_freed_memory()  # large tensors reuse heap memory instead of fresh mmaps (asclab.memory)
         return COMMANDS[args.command](args)
     except AsclabError as exc:
         one_line = " ".join(str(exc).replace("\r", "\\r").replace("\n", "\\n").splitlines())

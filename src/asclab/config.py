@@ -172,14 +172,9 @@ def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
 
 
 def load_recipe(name_or_path: str | Path | dict, overrides: list[str] | None = None) -> dict:
-    """Load a recipe by name (``asclab recipes``) or YAML path, with defaults and overrides."""
-    raw = copy.deepcopy(name_or_path) if isinstance(name_or_path, dict) else _load_raw(name_or_path)
-    recipe = deep_merge(DEFAULTS, raw)
-    recipe = apply_overrides(recipe, overrides or [])
-    if not recipe.get("model", {}).get("name"):
-        raise ConfigError(f"recipe {recipe.get('name')!r}: model.name is required")
-    validate(recipe)
-    return recipe
+    """Load a recipe by name (``asclab recipes``) or YAML path, with defaults and overrides
+    (validated: :func:`load_config` also returns the typed configuration)."""
+    return load_config(name_or_path, overrides)[0]
 
 
 def validate(recipe: dict):
@@ -190,9 +185,22 @@ def validate(recipe: dict):
 
 
 def load_config(name_or_path: str | Path | dict, overrides: list[str] | None = None):
-    """``(recipe dict, typed RecipeConfig)``: :func:`load_recipe`, validated once."""
-    recipe = load_recipe(name_or_path, overrides)
+    """``(recipe dict, typed RecipeConfig)``: the recipe loaded, defaults and overrides applied,
+    and validated once (:func:`load_recipe` without its own validation pass)."""
+    raw = copy.deepcopy(name_or_path) if isinstance(name_or_path, dict) else _load_raw(name_or_path)
+    recipe = apply_overrides(deep_merge(DEFAULTS, raw), overrides or [])
+    if not recipe.get("model", {}).get("name"):
+        raise ConfigError(f"recipe {recipe.get('name')!r}: model.name is required")
     return recipe, validate(recipe)
+
+
+def as_config(recipe):
+    """The typed configuration (``asclab.schema.RecipeConfig``) of ``recipe``: itself when it is
+    one already, else the (merged) recipe dict validated. Consumers take either, so a caller
+    that holds the typed configuration passes it on instead of the dict being parsed again."""
+    from asclab.schema import RecipeConfig
+
+    return recipe if isinstance(recipe, RecipeConfig) else validate(recipe)
 
 
 def dump_recipe(recipe: dict) -> str:

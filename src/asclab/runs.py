@@ -53,7 +53,7 @@ def record_run(out_dir: Path, recipe: dict, command: list[str] | None = None, **
 
 
 # ------------------------------------------------------------- claiming a run folder
-RUN_MARKERS = ("run_info.json", "recipe.yaml", "model.ckpt", "summary.json", "ensemble.json")
+RUN_MARKERS = ("run_info.json", "recipe.yaml", "model.ckpt", "summary.json", "ensemble.json", "crossval.json")
 
 
 def lock_path(out_dir: Path) -> Path:
@@ -64,7 +64,12 @@ def lock_path(out_dir: Path) -> Path:
 
 
 def is_asclab_run(path: Path) -> bool:
-    return any((Path(path) / m).exists() for m in RUN_MARKERS)
+    """A run folder, or a crossval folder (``crossval.json``, or per-fold runs ``foldK/`` of an
+    interrupted one)."""
+    path = Path(path)
+    if any((path / m).exists() for m in RUN_MARKERS):
+        return True
+    return any(c.is_dir() and any((c / m).exists() for m in RUN_MARKERS) for c in path.glob("fold*"))
 
 
 def check_out_folder(out_dir: Path) -> None:

@@ -211,6 +211,7 @@ class DataConfig:
     validation: ValidationConfig | None = None  # the only split train.keep: best and openset tuning use
     teacher_logits: str | None = None  # teacher file for loss kd; "{fold}" -> test_fold (asclab.distill.targets)
     teacher_verify: bool = False  # re-hash every training file against the teacher file's sha256
+    expect_rate: int | None = spec(None, lo=1)  # Hz every listed file must have (a wrong rate is an error); None: any, resampled
 
 
 @dataclass
@@ -232,6 +233,7 @@ class TrainConfig:
     cache_workers: int | None = spec(None, lo=1)
     cache_shard_size: int | None = spec(None, lo=1)
     precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
+    channels_last: bool = False  # NHWC weights and inputs (faster on CPU with oneDNN; issue 15)
     val_every: int = spec(1, lo=1)
     logger: Literal["csv", "tensorboard"] = "csv"  # tensorboard: also a TensorBoard log beside the CSV one
     deterministic: bool = False

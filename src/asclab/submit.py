@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from asclab.compress.complexity import CHALLENGE_LIMITS, complexity_report, default_input_shape
-from asclab.data.tables import read_table
+from asclab.data.records import listed_at
+from asclab.data.tables import read_table, where
 from asclab.data.tau import read_fold_list
 from asclab.errors import AsclabError, ComplexityError, ConfigError, DataError
 from asclab.evaluate.inference import Predictor
@@ -100,6 +101,27 @@ def evaluation_files(eval_dir: str | Path) -> list[tuple[str, Path]]:
     return [(f.relative_to(root).as_posix(), f) for f in audio_files([root])]
 
 
+def evaluation_rows(eval_dir: str | Path) -> dict[str, str]:
+    """``{str(path): "LIST: row N: "}``: where each evaluation file is listed, so an error about
+    its audio names the metadata file and row (empty for a folder of audio files)."""
+    root = Path(eval_dir)
+    test_list, meta = root / "evaluation_setup" / "fold1_test.csv", root / "meta.csv"
+    if test_list.is_file():
+        return {str(r.path): listed_at(r) for r in read_fold_list(test_list, split="evaluate", labelled=False,
+                                                                  root=root.absolute())}
+    if meta.is_file():
+        rows = read_table(meta, required=("filename",), allow_extra_columns=True)
+        return {str(root.absolute() / v["filename"]): where(meta, n) for n, v in rows}
+    return {}
+
+
+def _with_row(exc: DataError, rows: dict[str, str]) -> DataError:
+    """``exc`` (a message starting with an audio file's path) with that file's metadata row in front."""
+    text = str(exc)
+    prefix = next((pre for path, pre in rows.items() if text.startswith(f"{path}:")), "")
+    return DataError(prefix + text)
+
+
 def evaluation_devices(eval_dir: str | Path) -> dict[str, str]:
     """``{filename: device id}`` from ``evaluation_setup/fold1_test.csv``'s ``device_id`` (DCASE 2025) or
     ``source_label`` column; empty when the listing has neither (every file: the general model)."""
@@ -129,9 +151,11 @@ def write_submission(ckpt: str | Path, data: str | Path, out: str | Path, *, yea
     files = evaluation_files(data)
     if not files:
         raise DataError(f"{data}: no evaluation files")
+    rows = evaluation_rows(data)
     missing = [(name, p) for name, p in files if not Path(p).is_file()]
     if missing and on_error != "skip":
-        raise DataError(f"{missing[0][1]}: listed evaluation file not found ({len(missing)} missing in all)")
+        raise DataError(f"{rows.get(str(missing[0][1]), '')}{missing[0][1]}: listed evaluation file not found "
+                        f"({len(missing)} missing in all)")
     skipped: list = [(str(p), "file not found") for _, p in missing]
     files = [(name, p) for name, p in files if Path(p).is_file()]
     win = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration, hop,
@@ -144,9 +168,12 @@ def write_submission(ckpt: str | Path, data: str | Path, out: str | Path, *, yea
         groups.setdefault(device_of.get(name), []).append(p)
     results = []
     for dev, paths in groups.items():
-        results += classify_files(paths, torch_probs_fn(pred.for_device(dev)), pred.classes, win,
-                                  batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress,
-                                  rule=pred.openset)
+        try:
+            results += classify_files(paths, torch_probs_fn(pred.for_device(dev)), pred.classes, win,
+                                      batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress,
+                                      rule=pred.openset)
+        except DataError as exc:  # name the evaluation list's row too
+            raise _with_row(exc, rows) from None
     by_path = {str(r.path): r for r in results}
     kept = [(name, by_path[str(p)]) for name, p in files if str(p) in by_path]
     if not kept:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from asclab.data.audio import audio_info, check_not_near_empty, load_audio
-from asclab.data.records import Record
+from asclab.data.records import Record, naming_row
 from asclab.data.tables import ErrorPolicy, Skipped
 from asclab.errors import DataError
 
@@ -36,6 +36,7 @@ class WaveformDataset(Dataset):
         devices: Sequence[str] | None = None,
         on_error: str = "raise",
         resampler: str = "soxr",
+        expect_rate: int | None = None,
     ) -> None:
         policy = ErrorPolicy(on_error)
         self.classes = list(classes)
@@ -52,9 +53,10 @@ class WaveformDataset(Dataset):
                 continue
             if on_error == "skip":
                 try:
-                    audio_info(rec.path)
+                    with naming_row(rec):
+                        audio_info(rec.path)
                 except DataError as e:
-                    policy.report(rec.path, None, str(e).split(": ", 1)[-1])
+                    policy.report(rec.path, None, str(e))
                     continue
             kept.append(rec)
         self.records = kept
@@ -63,14 +65,17 @@ class WaveformDataset(Dataset):
         self.channels = channels
         self.duration = duration
         self.resampler = resampler  # features.resampler: soxr, or sinc_hann (the CPJKU baselines' torchaudio method)
+        self.expect_rate = expect_rate  # data.expect_rate: the rate every file must have (None: any, resampled)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
-        check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
-        wave = load_audio(rec.path, self.sample_rate, self.channels, self.duration, resampler=self.resampler)
+        with naming_row(rec):  # errors name the metadata file and row
+            check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
+            wave = load_audio(rec.path, self.sample_rate, self.channels, self.duration, resampler=self.resampler,
+                              expect_rate=self.expect_rate)
         return {
             "wave": torch.from_numpy(wave),
             "label": self.class_index[rec.label] if rec.label is not None else -1,

@@ -16,7 +16,7 @@ from asclab.augment import build_spec_augment, build_waveform_augment
 from asclab.compress.qat import INFO_KEY as QAT_INFO_KEY, rebuild_int8
 from asclab.data import load_audio
 from asclab.data.audio import check_not_near_empty
-from asclab.data.records import Record
+from asclab.data.records import Record, naming_row
 from asclab.errors import AsclabError
 from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
@@ -36,7 +36,8 @@ class Predictor:
     duration: float | None
     meta: ModelFile
     precision: str = "fp32"  # "fp16": fp16 weights and inputs (recipe inference.precision; DCASE 2025 packages); "int8": a QAT model
-    # (network, its conv-BN-folded copy): asclab.evaluate.fast_path, used while ``model`` is that network
+    # (network, its conv-BN-folded copy, that copy in onnxruntime or None): asclab.evaluate.fast_path,
+    # used while ``model`` is that network
     fast: tuple | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -68,9 +69,13 @@ class Predictor:
         return pred
 
     def fast_network(self) -> tuple | None:
-        """``(model, folded copy)`` when folding the batch norms is exact on this model's feature
-        shape (``asclab.evaluate.fast_path``); None otherwise (then ``model`` runs as it is)."""
-        from asclab.evaluate.fast_path import fused_for_inference
+        """``(model, folded copy or model, onnxruntime session or None)`` when folding the batch
+        norms or running the network in onnxruntime is exact on this model's feature shape
+        (``asclab.evaluate.fast_path``); None otherwise (then ``model`` runs as it is).
+        ``ASCLAB_INFERENCE=torch`` keeps the network in torch."""
+        import os
+
+        from asclab.evaluate.fast_path import fused_for_inference, onnx_network
         from asclab.features.extractor import feature_shape
 
         if hasattr(self.model, "model_for_device"):
@@ -81,15 +86,27 @@ class Predictor:
         except ValueError:
             return None
         gen = torch.Generator().manual_seed(0)
-        fused = fused_for_inference(self.model, torch.randn((1, *shape), generator=gen))
-        return (self.model, fused) if fused is not None else None
+        example = torch.randn((1, *shape), generator=gen)
+        fused = fused_for_inference(self.model, example)
+        base = fused if fused is not None else self.model
+        use_ort = os.environ.get("ASCLAB_INFERENCE", "").strip().lower() != "torch"
+        ort_net = onnx_network(base, self.model, example) if use_ort and not self.model.training else None
+        return (self.model, base, ort_net) if fused is not None or ort_net is not None else None
 
-    def network(self) -> torch.nn.Module:
-        """The network ``logits`` runs: the exact folded copy while it belongs to ``model``."""
+    def network(self):
+        """The network ``logits`` runs: the exact onnxruntime session, else the exact folded copy,
+        while they belong to ``model`` (an eval-mode fp32 model); ``model`` itself otherwise."""
         if self.fast is not None and self.fast[0] is self.model and self.precision == "fp32" \
                 and not self.model.training:
-            return self.fast[1]
+            return self.fast[2] if self.fast[2] is not None else self.fast[1]
         return self.model
+
+    @property
+    def backend(self) -> str:
+        """What runs the network now: 'onnxruntime', 'torch (folded)' or 'torch'."""
+        net = self.network()
+        return "onnxruntime" if net is not self.model and not isinstance(net, torch.nn.Module) else \
+            "torch (folded)" if net is not self.model else "torch"
 
     def for_device(self, device_id: str | None) -> "Predictor":
         """This predictor with the model of ``device_id`` (a device container's member; the general
@@ -115,8 +132,9 @@ class Predictor:
     def load_wave(self, path: str | Path, duration: float | None = "default") -> np.ndarray:
         dur = self.duration if duration == "default" else duration
         check_not_near_empty(path, dur)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
+        expect_rate = ((self.meta.recipe or {}).get("data") or {}).get("expect_rate")  # as in training
         return load_audio(path, self.fcfg.sample_rate, channels=self.fcfg.channels, duration=dur,
-                          resampler=self.fcfg.resampler)
+                          resampler=self.fcfg.resampler, expect_rate=expect_rate)
 
     @torch.no_grad()
     def logits(self, waves: torch.Tensor, device_ids: list[str | None] | None = None) -> torch.Tensor:
@@ -171,7 +189,8 @@ def predict_records(predictors: Predictor | list[Predictor], records: list[Recor
             waves, keep = [], []
             for j, rec in enumerate(chunk):
                 try:
-                    waves.append(torch.from_numpy(member.load_wave(rec.path)))
+                    with naming_row(rec):  # errors name the metadata file and row
+                        waves.append(torch.from_numpy(member.load_wave(rec.path)))
                     keep.append(j)
                 except AsclabError as exc:
                     if on_error != "skip":

@@ -12,9 +12,10 @@ from asclab.data import audio_info, load_audio
 from asclab.data.audio import check_not_near_empty
 from asclab.errors import DataError
 from asclab.data.dataset import WaveformDataset, balanced_subsample
-from asclab.data.records import Record
+from asclab.config import as_config
+from asclab.data.records import Record, naming_row
+from asclab.schema import RecipeConfig
 from asclab.features import CachedFeatureDataset, FeatureCache
-from asclab.features.config import FeatureConfig
 from asclab.features.shards import DEFAULT_SHARD_SIZE
 from asclab.train.distributed import EpochSampler
 from asclab.train.resume import EpochLoader
@@ -33,11 +34,11 @@ def device_list(records: list[Record], major: str | None) -> list[str]:
     return names
 
 
-def needs_waveforms(recipe: dict) -> bool:
+def needs_waveforms(recipe: dict | RecipeConfig) -> bool:
     """Waveform augmentation, or masks of the mel power before the log (``augment.mel_power``),
     need features computed per batch; otherwise the cache serves them."""
-    aug = recipe.get("augment") or {}
-    return bool(aug.get("waveform") or aug.get("mel_power")) or not recipe["train"].get("cache_features", True)
+    cfg = as_config(recipe)
+    return bool(cfg.augment.waveform or cfg.augment.mel_power) or not cfg.train.cache_features
 
 
 @dataclass
@@ -46,33 +47,37 @@ class Split:
     dataset: Dataset
 
 
-def readable_records(records: list[Record], duration: float | None = None
+def readable_records(records: list[Record], duration: float | None = None, expect_rate: int | None = None
                      ) -> tuple[list[Record], list[tuple[str, str]]]:
     """With ``data.on_error: skip``: the records whose audio reads (header, size,
-    truncation and NaN/Inf samples of the part training uses checked) and, given the
-    clip ``duration``, is not near-empty (``asclab.data.audio.MIN_AUDIO_SHARE``), and
-    (file, reason) for the others. Reads each file once more than training does."""
+    truncation and NaN/Inf samples of the part training uses checked), is at
+    ``expect_rate`` (``data.expect_rate``, when set) and, given the clip ``duration``,
+    is not near-empty (``asclab.data.audio.MIN_AUDIO_SHARE``), and (file, reason) for
+    the others, the reason naming the metadata row. Reads each file once more than training does."""
     ok, skipped = [], []
     for rec in records:
         try:
-            audio_info(rec.path)
-            check_not_near_empty(rec.path, duration)
-            load_audio(rec.path, None, "mono", duration)  # decodes: NaN/Inf samples are found here
+            with naming_row(rec):
+                audio_info(rec.path)
+                check_not_near_empty(rec.path, duration)
+                load_audio(rec.path, None, "mono", duration, expect_rate=expect_rate)  # decodes: NaN/Inf found here
             ok.append(rec)
         except DataError as exc:
             skipped.append((str(rec.path), str(exc)))
     return ok, skipped
 
 
-def make_dataset(records: list[Record], recipe: dict, classes: list[str], devices: list[str],
+def make_dataset(records: list[Record], recipe: dict | RecipeConfig, classes: list[str], devices: list[str],
                  waveforms: bool, cache_dir: Path | None, progress: bool = True) -> Dataset:
-    fcfg = FeatureConfig.from_dict(recipe["features"])
-    duration = recipe["data"].get("duration")
-    on_error = recipe["data"].get("on_error", "raise")
+    """Waveforms (features per batch) or the feature cache of ``records``; ``recipe`` typed,
+    or a dict (validated here)."""
+    cfg = as_config(recipe)
+    fcfg, data = cfg.features, cfg.data
     if waveforms:
-        return WaveformDataset(records, classes, fcfg.sample_rate, fcfg.channels, duration,
-                               devices=devices, on_error=on_error, resampler=fcfg.resampler)
-    cache = feature_cache(records, recipe, cache_dir, progress)
+        return WaveformDataset(records, classes, fcfg.sample_rate, fcfg.channels, data.duration,
+                               devices=devices, on_error=data.on_error, resampler=fcfg.resampler,
+                               expect_rate=data.expect_rate)
+    cache = feature_cache(records, cfg, cache_dir, progress)
     cidx = {c: i for i, c in enumerate(classes)}
     didx = {d: i for i, d in enumerate(devices)}
     labels = [cidx[r.label] if r.label is not None else -1 for r in records]
@@ -80,17 +85,19 @@ def make_dataset(records: list[Record], recipe: dict, classes: list[str], device
     return CachedFeatureDataset(cache, labels, devs)
 
 
-def feature_cache(records: list[Record], recipe: dict, cache_dir: Path | None, progress: bool = True, *,
-                  workers: int | None = None, shard_size: int | None = None, verify: bool = False) -> FeatureCache:
+def feature_cache(records: list[Record], recipe: dict | RecipeConfig, cache_dir: Path | None,
+                  progress: bool = True, *, workers: int | None = None, shard_size: int | None = None,
+                  verify: bool = False) -> FeatureCache:
     """The recipe's feature cache of ``records`` (built if needed), as training reads it.
     ``workers``/``shard_size`` default to ``train.cache_workers`` (1) and ``train.cache_shard_size``."""
-    fcfg = FeatureConfig.from_dict(recipe["features"])
-    duration = recipe["data"].get("duration")
-    train = recipe["train"]
-    return FeatureCache.build(records, fcfg, ClipLoader(fcfg.sample_rate, fcfg.channels, duration, fcfg.resampler),
+    cfg = as_config(recipe)
+    fcfg, duration, rate, train = cfg.features, cfg.data.duration, cfg.data.expect_rate, cfg.train
+    return FeatureCache.build(records, fcfg, ClipLoader(fcfg.sample_rate, fcfg.channels, duration, fcfg.resampler,
+                                                        rate),
                               Path(cache_dir or default_cache_dir()), duration=duration, progress=progress,
-                              workers=int(workers or train.get("cache_workers") or 1),
-                              shard_size=int(shard_size or train.get("cache_shard_size") or DEFAULT_SHARD_SIZE),
+                              loader_tag=f"expect_rate={rate}" if rate else "",
+                              workers=int(workers or train.cache_workers or 1),
+                              shard_size=int(shard_size or train.cache_shard_size or DEFAULT_SHARD_SIZE),
                               verify=verify)
 
 
@@ -111,17 +118,18 @@ class ClipLoader:
     channels: str = "mono"
     duration: float | None = None
     resampler: str = "soxr"  # features.resampler: soxr, or sinc_hann (the CPJKU baselines' torchaudio method)
+    expect_rate: int | None = None  # data.expect_rate: the rate every file must have (None: any, resampled)
 
     def __call__(self, rec: Record):
-        check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
-        return load_audio(rec.path, self.sample_rate, channels=self.channels, duration=self.duration,
-                          resampler=self.resampler)
+        with naming_row(rec):  # errors name the metadata file and row
+            check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
+            return load_audio(rec.path, self.sample_rate, channels=self.channels, duration=self.duration,
+                              resampler=self.resampler, expect_rate=self.expect_rate)
 
 
-def select_training_records(records: list[Record], recipe: dict, seed: int) -> list[Record]:
+def select_training_records(records: list[Record], recipe: dict | RecipeConfig, seed: int) -> list[Record]:
     """Horvath 2021 sec. 2 balancing (city x device x scene subsampling) when the recipe asks."""
-    bal = recipe["data"].get("balance")
+    bal = as_config(recipe).data.balance
     if not bal:
         return records
-    keys = tuple(bal.get("keys", ("city", "device", "label")))
-    return balanced_subsample(records, int(bal["per_cell"]), keys=keys, seed=seed)
+    return balanced_subsample(records, bal.per_cell, keys=tuple(bal.keys), seed=seed)

@@ -21,7 +21,8 @@ from asclab.augment.mixing import one_hot
 from asclab.errors import ConfigError
 from asclab.evaluate.metrics import compute_metrics
 from asclab.features import FeatureExtractor
-from asclab.features.config import FeatureConfig
+from asclab.config import as_config
+from asclab.schema import RecipeConfig
 from asclab.losses import ArcFaceHead, DeviceHead, build_loss
 from asclab.models import create_model
 from asclab.models.body import body_and_logits, has_feature_map_top
@@ -36,27 +37,30 @@ def model_kwargs(recipe: dict) -> dict:
 
 class ASCModule(L.LightningModule):
     def __init__(self, recipe: dict, classes: list[str], devices: list[str] | None = None,
-                 class_counts: list[int] | None = None, steps_per_epoch: int = 1):
+                 class_counts: list[int] | None = None, steps_per_epoch: int = 1,
+                 config: RecipeConfig | None = None):
+        """``config``: the recipe's typed configuration (``asclab.config.load_config``), parsed
+        from ``recipe`` when not given; the checkpoint's hyperparameters keep the dict only."""
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["config"])
+        cfg = config if config is not None else as_config(recipe)
         self.recipe = recipe
         self.classes = list(classes)
         self.devices = list(devices or [])
-        self.fcfg = FeatureConfig.from_dict(recipe["features"])
+        self.fcfg = cfg.features
         self.features = FeatureExtractor(self.fcfg)
-        self.model = create_model(recipe["model"]["name"], num_classes=len(classes),
+        self.model = create_model(cfg.model.name, num_classes=len(classes),
                                   in_chans=self.fcfg.in_chans, **model_kwargs(recipe))
-        if (recipe.get("train") or {}).get("init_from"):  # fine-tuning / transfer (asclab.train.init_from)
+        if cfg.train.init_from:  # fine-tuning / transfer (asclab.train.init_from)
             from asclab.train.init_from import init_from
-            init_from(self.model, str(recipe["train"]["init_from"]), self.classes, recipe["features"])
+            init_from(self.model, cfg.train.init_from, self.classes, recipe["features"])
         self.class_counts = class_counts
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.mode = "classify"
         self.arcface: nn.Module | None = None
-        dh = recipe.get("device_head")
-        self.device_head = DeviceHead(self.model.embed_dim, mode=str(dh.get("mode", "auxiliary")),
-                                      weight=float(dh.get("weight", 0.1)),
-                                      spatial=has_feature_map_top(self.model)) if dh else None
+        dh = cfg.device_head if recipe.get("device_head") else None
+        self.device_head = DeviceHead(self.model.embed_dim, mode=dh.mode, weight=float(dh.weight),
+                                      spatial=has_feature_map_top(self.model)) if dh is not None else None
         self.configure_training(recipe)
         self._val_outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.frozen_modules: list[nn.Module] = []
@@ -77,6 +81,15 @@ class ASCModule(L.LightningModule):
         # Masks of the mel power before the log (DCASE 2024 baseline); None when the recipe has none.
         self.mel_power_aug = build_mel_power_augment(aug.get("mel_power") or []) or None
         self.mix = build_batch_mix(aug.get("mix"))
+        # train.channels_last (issue 15): NHWC weights and inputs, oneDNN's fast CPU layout
+        self.channels_last = bool((recipe.get("train") or {}).get("channels_last", False))
+
+    def on_fit_start(self) -> None:
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model.to(memory_format=layout)  # 4-D weights only; a state dict loads either way
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
 
     def set_mode(self, mode: str, arcface: dict | None = None) -> None:
         """'classify' (the model's own head) or 'arcface' (Horvath 2021 sec. 6)."""
@@ -94,11 +107,11 @@ class ASCModule(L.LightningModule):
 
     def inputs(self, batch: dict, train: bool) -> torch.Tensor:
         if "x" in batch:
-            return batch["x"]
+            return self._layout(batch["x"])
         wave = batch["wave"]
         if train and self.wave_aug is not None:
             wave = self.wave_aug(wave, devices=self.device_names(batch))
-        return self.extract(wave, train)
+        return self._layout(self.extract(wave, train))
 
     def device_names(self, batch: dict) -> list[str | None] | None:
         """The batch's recording device names (None for an unknown device), for device-aware augmentation."""
@@ -124,6 +137,7 @@ class ASCModule(L.LightningModule):
         return self.loss_fn.teacher_targets(batch["teacher"].to(self.device))
 
     def class_loss(self, logits: torch.Tensor, y: torch.Tensor, y_teacher: torch.Tensor | None) -> torch.Tensor:
+        logits = logits.float()  # bf16 logits under train.precision bf16-mixed: the loss in float32
         return self.loss_fn(logits, y) if y_teacher is None else self.loss_fn(logits, y, y_teacher)
 
     def training_step(self, batch: dict, batch_idx: int):

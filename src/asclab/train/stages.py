@@ -127,9 +127,8 @@ def apply_stage(module, recipe: dict, stage: dict) -> dict:
     if stage.get("qat") is not None:  # fake-quantised fine-tuning; fit() converts to int8 after the stage
         from asclab.compress.complexity import default_input_shape
         from asclab.compress.qat import prepare_qat
-        from asclab.features.config import FeatureConfig
 
-        shape = default_input_shape(FeatureConfig.from_dict(recipe["features"]), 1.0)
+        shape = default_input_shape(module.fcfg, 1.0)  # the module's FeatureConfig (the recipe's typed one)
         module.model = prepare_qat(module.model, shape, str((stage["qat"] or {}).get("backend", "x86")))
         parts = _parts(module)
     trainable = stage.get("trainable", "all")
