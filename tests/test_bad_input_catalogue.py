@@ -67,11 +67,11 @@ def _tau_set(root: Path, labels: list[str] | None = None) -> Path:
     return root
 
 
-def _model(path: Path, *, features: dict | None = None, duration: float = 1.0) -> Path:
+def _model(path: Path, *, features: dict | None = None, duration: float = 1.0, recipe: dict | None = None) -> Path:
     torch.manual_seed(0)
     model = create_model("cp_mobile", num_classes=len(TAU_SCENES), in_chans=1, base_channels=8)
     mf = ModelFile(state_dict=model.state_dict(), classes=list(TAU_SCENES), features=features or FEATURES.to_dict(),
-                   model={"name": "cp_mobile", "base_channels": 8}, recipe={}, duration=duration)
+                   model={"name": "cp_mobile", "base_channels": 8}, recipe=recipe or {}, duration=duration)
     return save_model_file(mf, path)
 
 
@@ -615,6 +615,54 @@ def crossval_out_is_a_foreign_folder(env, tmp):
             [tmp / "cv" / "crossval.json"], "not an asclab run")
 
 
+def _teachers(env: Env, out: Path, *extra: str, data: Path | None = None) -> list[str]:
+    return ["teachers", "quickstart", "--data", str(data or env.data), "--out", str(out), "--quiet",
+            "--set", "train.epochs_cap=1", *extra]
+
+
+@case("run folder")
+def teachers_out_is_a_file(env, tmp):
+    (tmp / "teach").write_text("a file")
+    return _teachers(env, tmp / "teach"), [], "is a file"
+
+
+@case("run folder")
+def teachers_out_is_a_foreign_folder(env, tmp):
+    _existing(tmp / "teach" / "thesis.tex")
+    return _teachers(env, tmp / "teach"), [tmp / "teach" / "members", tmp / "teach" / "teachers.json"], \
+        "not an asclab run"
+
+
+@case("run folder")
+def teachers_out_held_by_another_run(env, tmp):
+    lock = RunLock(tmp / "teach").acquire()  # released by the test after the command
+    _HELD.append(lock)
+    return _teachers(env, tmp / "teach"), [tmp / "teach"], "in use by asclab run pid"
+
+
+@case("run folder")
+def teachers_out_below_a_file(env, tmp):
+    (tmp / "file").write_text("a file, not a folder")
+    return _teachers(env, tmp / "file" / "teach"), [], "teach: cannot create this --out folder"
+
+
+@case("run folder")
+def teachers_missing_data_leaves_no_half_folder(env, tmp):
+    return _teachers(env, tmp / "teach", data=tmp / "nowhere"), [tmp / "teach"], "nowhere"
+
+
+@case("recipe")
+def teachers_bad_override(env, tmp):
+    return _teachers(env, tmp / "teach", "--set", "train.epoch=1"), [tmp / "teach"], "train.epoch"
+
+
+@case("recipe")
+def teachers_second_recipe_unknown(env, tmp):
+    argv = _teachers(env, tmp / "teach")
+    argv.insert(2, "no_such_teacher")
+    return argv, [tmp / "teach"], "no_such_teacher"
+
+
 @case("outputs")
 def hop_below_one_frame(env, tmp):
     return ["predict", str(env.model), str(env.clip), "--quiet", "--hop", "0.00001"], [], "--hop"
@@ -670,6 +718,19 @@ def unknown_feature_key_in_model(env, tmp):
 @case("model file")
 def complexity_of_missing_model(env, tmp):
     return ["complexity", str(tmp / "none.ckpt")], [], "none.ckpt"
+
+
+@case("model file")
+def tampered_inference_settings(env, tmp):
+    bad = _model(tmp / "inf.ckpt", recipe={"inference": {"tta": "abc"}})
+    return ["evaluate", str(bad), "--data", str(env.data), "--quiet"], [tmp / "metrics.json"], \
+        "inf.ckpt: refused: its inference settings are not valid (recipe key inference.tta"
+
+
+@case("model file")
+def tampered_tta_augment(env, tmp):
+    bad = _model(tmp / "inf.ckpt", recipe={"inference": {"tta": 2, "tta_augment": {"spec": [{"name": "no_such_aug"}]}}})
+    return ["evaluate", str(bad), "--data", str(env.data), "--quiet"], [tmp / "metrics.json"], "no_such_aug"
 
 
 _HELD: list[RunLock] = []
@@ -788,3 +849,20 @@ def test_existing_output_is_kept_without_force_and_replaced_with_it(env, tmp_pat
     assert main([*argv, "--force"]) == 0
     with open(out, newline="", encoding="utf-8") as f:
         assert [r["file"] for r in csv.DictReader(f)] == [str(env.clip)]
+
+
+def test_evaluate_takes_tta_from_the_model_files_typed_inference_block(env, tmp_path, capsys):
+    """A good inference block in a model file is used as the recipe gave it: its TTA copies and
+    augmentations (a strong time mask changes the probabilities); ``--tta 0`` turns them off."""
+    import json
+
+    recipe = {"inference": {"tta": 2, "tta_augment": {"spec": [{"name": "time_mask", "max_width": 40, "p": 1.0}]}}}
+    model = _model(tmp_path / "tta.ckpt", recipe=recipe)
+    runs = {}
+    for name, extra in (("recipe", []), ("off", ["--tta", "0"])):
+        assert main(["evaluate", str(model), "--data", str(env.data), "--out", str(tmp_path / name), "--quiet",
+                     *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    capsys.readouterr()
+    assert runs["recipe"]["tta"] == 2 and runs["off"]["tta"] == 0
+    assert runs["recipe"]["log_loss"] != runs["off"]["log_loss"]

@@ -100,3 +100,57 @@ def test_second_training_on_one_out_is_refused_and_the_first_finishes(tiny_set, 
     for name in ("model.ckpt", "summary.json", "metrics.json", "recipe.yaml", "run_info.json"):
         assert (run / name).is_file(), name
     assert not lock.exists()
+
+
+def test_an_interrupted_teachers_folder_is_a_run_and_its_trained_members_are_kept(tmp_path):
+    """``asclab teachers --out``: member runs (``members/NAME``, per fold ``foldK/members/NAME``)
+    make the folder an asclab run (a rerun reuses them); a bare ``members/`` does not."""
+    from asclab.runs import check_out_folder, is_asclab_run
+
+    plain, folds, bare = tmp_path / "plain", tmp_path / "folds", tmp_path / "bare"
+    (plain / "members" / "t1").mkdir(parents=True)
+    (plain / "members" / "t1" / "run_info.json").write_text("{}")
+    (folds / "fold1" / "members" / "t1").mkdir(parents=True)
+    (folds / "fold1" / "members" / "t1" / "recipe.yaml").write_text("name: t1\n")
+    (bare / "members").mkdir(parents=True)
+    assert is_asclab_run(plain) and is_asclab_run(folds) and not is_asclab_run(bare)
+    check_out_folder(plain)
+    with pytest.raises(AsclabError, match="not an asclab run"):
+        check_out_folder(bare)
+    out = tmp_path / "teach"  # a fresh folder whose first member finished: kept after a later failure
+    with pytest.raises(RuntimeError), claim_run_folder(out):
+        (out / "members" / "t1").mkdir(parents=True)
+        (out / "members" / "t1" / "model.ckpt").write_bytes(b"x")
+        raise RuntimeError("second teacher failed")
+    assert (out / "members" / "t1" / "model.ckpt").exists()
+
+
+def test_out_below_a_file_is_refused_before_anything_is_written(tmp_path):
+    from asclab.runs import check_out_folder
+
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(AsclabError, match=r"cannot create this --out folder \(.*file is a file, not a folder\)"):
+        check_out_folder(tmp_path / "file" / "sub" / "run")
+    check_out_folder(tmp_path / "new" / "run")  # a new folder under a writable one is fine
+    assert not (tmp_path / "new").exists()
+
+
+def test_resume_parses_the_recorded_recipe_once_and_hands_on_the_typed_config(tmp_path, monkeypatch):
+    import asclab.api as api
+    import asclab.schema as schema
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.yaml").write_text("name: quickstart\nbase: quickstart\ntrain: {epochs: 3}\n")
+    (run / "run_info.json").write_text('{"data": "somewhere"}\n')
+    parses: list[int] = []
+    real = schema.validate_recipe
+    monkeypatch.setattr(schema, "validate_recipe", lambda r: parses.append(1) or real(r))
+    handed: list = []
+    monkeypatch.setattr(api, "_train_run_claimed",
+                        lambda recipe, cfg, data_dir, out_dir, **kw: handed.append((recipe, cfg, data_dir, kw)) or {})
+    api.resume_run(run)
+    assert len(parses) == 1
+    (recipe, cfg, data_dir, kw), = handed
+    assert isinstance(cfg, schema.RecipeConfig) and cfg.train.epochs == 3 and recipe["train"]["epochs"] == 3
+    assert data_dir == "somewhere" and kw["resume"] is False  # no checkpoint yet: started again

@@ -219,3 +219,17 @@ def test_train_run_parses_its_recipe_once_and_hands_the_typed_config_down(tmp_pa
     assert reads and all(reads.count(name) == 1 for name in reads), reads
     assert len(handed) == 1 and isinstance(handed[0], RecipeConfig)
     assert handed[0].train.epochs_cap == 1 and handed[0].train.batch_size == 16
+
+
+def test_typed_tta_block_gives_the_builders_the_recipe_mappings():
+    """evaluate reads inference.tta/tta_augment typed (asclab.api.inference_settings); the
+    mappings handed to the augmentation builders are the recipe's own."""
+    from asclab.api import inference_settings, tta_augment_mapping
+
+    recipe, cfg = load_config("horvath2021_mnv2_arcface")
+    assert tta_augment_mapping(cfg.inference.tta_augment) == recipe["inference"]["tta_augment"]
+    inf = inference_settings(Path("m.ckpt"), recipe)
+    assert inf.tta == recipe["inference"]["tta"] == 10
+    assert tta_augment_mapping(inf.tta_augment) == recipe["inference"]["tta_augment"]
+    assert tta_augment_mapping(load_config("quickstart")[1].inference.tta_augment) is None
+    assert inference_settings(Path("m.ckpt"), {}).tta == 0  # a model file without a recipe: defaults

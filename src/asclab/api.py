@@ -27,7 +27,7 @@ from asclab.evaluate.plots import plot_confusion, plot_per_device, plot_training
 from asclab.features.config import FeatureConfig
 from asclab.io import write_json
 from asclab.runs import record_run
-from asclab.schema import RecipeConfig
+from asclab.schema import InferenceConfig, RecipeConfig, TTAAugmentConfig
 from asclab.train.checkpoint import ModelFile, load_model_file, resolve_checkpoint, save_model_file
 
 
@@ -87,16 +87,25 @@ def model_complexity(model, recipe: dict, input_shape: tuple[int, ...] | None = 
     return complexity_report(model, shape, bits=bits)
 
 
-def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, **kw) -> dict:
+def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, *,
+              config: RecipeConfig | None = None, **kw) -> dict:
     """Train a recipe on a data set (:func:`_train_run_claimed`) in a run folder it holds
     alone: the recipe is checked first, ``--out`` must be new, empty or an asclab run,
     a second run on it is refused at once, and a run that fails before its first
-    checkpoint in a folder it created leaves nothing behind (``asclab.runs``)."""
+    checkpoint in a folder it created leaves nothing behind (``asclab.runs``).
+    ``config``: the typed configuration when the caller parsed the recipe already
+    (``recipe_name`` is then the merged dict :func:`asclab.config.load_config` returned with
+    it, and no overrides are given); it is not parsed again (:func:`resume_run`)."""
     from asclab.runs import claim_run_folder
     from asclab.train.distributed import is_main_process
 
-    # the recipe parsed and every key checked once, before the folder is touched
-    recipe, cfg = load_config(recipe_name, kw.get("overrides"))
+    if config is not None:
+        if not isinstance(recipe_name, dict) or kw.get("overrides"):
+            raise TypeError("train_run(config=...) takes the merged recipe dict load_config returned with it "
+                            "and no overrides")
+        recipe, cfg = recipe_name, config
+    else:  # the recipe parsed and every key checked once, before the folder is touched
+        recipe, cfg = load_config(recipe_name, kw.get("overrides"))
     with claim_run_folder(out_dir, lock=is_main_process()):
         return _train_run_claimed(recipe, cfg, data_dir, out_dir, **kw)
 
@@ -264,13 +273,13 @@ def resume_run(run_dir: str | Path, *, data_dir: str | Path | None = None, cache
     if not recipe_path.exists() or not info_path.exists():
         raise AsclabError(f"{run}: not a run folder (recipe.yaml and run_info.json missing)")
     info = json.loads(info_path.read_text())
-    recipe = load_recipe(recipe_path)
-    started = (recipe.get("workflow") or {}).get("ensemble") or any(run.glob("checkpoints/last.ckpt")) or any(
-        run.glob("stages/*/checkpoints/last.ckpt")) or any(run.glob("stages/*/stage_done.json"))
+    recipe, cfg = load_config(recipe_path)  # parsed once; train_run takes the typed configuration as it is
+    started = bool(cfg.workflow is not None and cfg.workflow.ensemble) or any(run.glob("checkpoints/last.ckpt")) \
+        or any(run.glob("stages/*/checkpoints/last.ckpt")) or any(run.glob("stages/*/stage_done.json"))
     if not started:
         print(f"{run}: stopped before its first checkpoint; starting it again", file=sys.stderr)
-    return train_run(recipe, data_dir or info["data"], run, cache_dir=cache_dir, progress=progress,
-                     all_data=bool(info.get("all_data", False)), trainer_kwargs=trainer_kwargs, resume=bool(started))
+    return train_run(recipe, data_dir or info["data"], run, config=cfg, cache_dir=cache_dir, progress=progress,
+                     all_data=bool(info.get("all_data", False)), trainer_kwargs=trainer_kwargs, resume=started)
 
 
 def note_resume(run: Path) -> None:
@@ -380,11 +389,12 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
         at = where(first.extra.get("source", first.path), first.extra.get("row")) if first.extra else f"{first.path}: "
         raise AsclabError(f"{at}label {first.label!r} of {first.extra.get('filename', first.path)} is not one of the "
                           f"model's classes ({len(unknown)} unknown label(s) in all: {', '.join(unknown[:5])})")
-    inf = recipe.get("inference") or {}
-    n_tta = int(inf.get("tta") or 0) if tta is None else tta
+    inf = inference_settings(ckpt_path, recipe)
+    n_tta = inf.tta if tta is None else tta
+    tta_augment = tta_augment_mapping(inf.tta_augment)
     skipped: list = []
     probs = predict_records(predictors, labelled, batch_size=batch_size, tta=n_tta,
-                            tta_augment=inf.get("tta_augment"), progress=progress,
+                            tta_augment=tta_augment, progress=progress,
                             on_error=on_error, skipped=skipped)
     ok = ~np.isnan(probs).any(axis=1)
     kept = [r for r, k in zip(labelled, ok) if k]
@@ -400,7 +410,7 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
                    "precision": {"precision": pred.precision}})
     if reference is not None:  # the same clips through the fp32 network(s)
         p32 = predict_records(reference, kept, batch_size=batch_size, tta=n_tta,
-                              tta_augment=inf.get("tta_augment"), progress=progress)
+                              tta_augment=tta_augment, progress=progress)
         y32 = decide(p32, pred.classes, rule) if y_pred is not None else None
         m32 = compute_metrics(p32, y, pred.classes, y_pred=y32)
         result["precision"] = precision_change(m32, m, p32, probs, pred.precision)
@@ -423,6 +433,26 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
 
         result["text"] += "\n" + format_comparison(compared)
     return result
+
+
+def inference_settings(ckpt: Path, recipe: dict) -> InferenceConfig:
+    """The ``inference`` block of a model file's recipe, typed (``asclab.schema.InferenceConfig``)
+    and checked as a recipe's is: a tampered one is refused in one line naming the file."""
+    from asclab.errors import CheckpointError
+    from asclab.schema import parse_block
+
+    try:
+        return parse_block(InferenceConfig, copy.deepcopy(recipe.get("inference") or {}), "inference")
+    except ConfigError as exc:
+        raise CheckpointError(f"{ckpt}: refused: its inference settings are not valid ({exc})") from None
+
+
+def tta_augment_mapping(block: TTAAugmentConfig | list | None) -> dict | None:
+    """``inference.tta_augment`` typed, as the ``{waveform: [...], spec: [...]}`` mappings the
+    augmentation builders take (``Predictor.probs``); None when the recipe sets none."""
+    if not isinstance(block, TTAAugmentConfig):
+        return None
+    return {"waveform": [b.as_mapping() for b in block.waveform], "spec": [b.as_mapping() for b in block.spec]}
 
 
 def general_vs_specific(pred: Predictor, records: list[Record], y: np.ndarray, specific, batch_size: int,

@@ -505,8 +505,8 @@ COMMANDS.update({"import": cmd_import, "package": cmd_package})
 
 # Output paths named on the command line that must not exist yet (``--force`` replaces them); a
 # folder's entry names the result file inside it whose presence means the folder holds results.
-# ``package`` (checked for writability only) and ``teachers`` check their --out folder themselves;
-# train and crossval lock theirs (``asclab.runs``).
+# ``package`` checks its --out folder for writability only; train, crossval and teachers lock
+# theirs (``asclab.runs``).
 NAMED_OUTPUTS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "predict": (("csv", None), ("timeline", None)), "submit": (("out", None),), "export": (("out", None),),
     "import": (("out", None),), "logits": (("out", None),), "evaluate": (("out", "metrics.json"),),
@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        if args.command in ("train", "crossval"):  # a held or unusable --out is refused before torch is imported
+        if args.command in ("train", "crossval", "teachers"):  # a held or unusable --out: refused before torch
             from asclab.runs import refuse_if_held
             refuse_if_held(getattr(args, "resume", None) or args.out)
         refuse_existing_outputs(args)  # before any work: an existing output is kept unless --force

@@ -53,7 +53,8 @@ def record_run(out_dir: Path, recipe: dict, command: list[str] | None = None, **
 
 
 # ------------------------------------------------------------- claiming a run folder
-RUN_MARKERS = ("run_info.json", "recipe.yaml", "model.ckpt", "summary.json", "ensemble.json", "crossval.json")
+RUN_MARKERS = ("run_info.json", "recipe.yaml", "model.ckpt", "summary.json", "ensemble.json", "crossval.json",
+               "teachers.json")
 
 
 def lock_path(out_dir: Path) -> Path:
@@ -63,23 +64,38 @@ def lock_path(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.asclab-lock"
 
 
+def _holds_run(path: Path) -> bool:
+    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+
+
 def is_asclab_run(path: Path) -> bool:
-    """A run folder, or a crossval folder (``crossval.json``, or per-fold runs ``foldK/`` of an
-    interrupted one)."""
+    """A run folder, a crossval folder (``crossval.json``, or per-fold runs ``foldK/`` of an
+    interrupted one), or an ``asclab teachers`` folder (``teachers.json``, or member runs
+    ``members/NAME/``, per fold ``foldK/members/NAME/``, of an interrupted one)."""
     path = Path(path)
-    if any((path / m).exists() for m in RUN_MARKERS):
+    folds = list(path.glob("fold*"))
+    if _holds_run(path) or any(_holds_run(f) for f in folds):
         return True
-    return any(c.is_dir() and any((c / m).exists() for m in RUN_MARKERS) for c in path.glob("fold*"))
+    return any(_holds_run(m) for f in (path, *folds) for m in f.glob("members/*"))
 
 
 def check_out_folder(out_dir: Path) -> None:
-    """Refuse an ``--out`` that is a file, or a non-empty folder that is not an asclab run."""
+    """Refuse an ``--out`` that is a file, a non-empty folder that is not an asclab run, or a
+    folder that cannot be written or created (checked before any training)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise AsclabError(f"{out_dir}: --out must be a folder, and this is a file")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not is_asclab_run(out_dir):
         raise AsclabError(f"{out_dir}: --out is a non-empty folder that is not an asclab run; "
                           "choose an empty or new folder")
+    if out_dir.is_dir() and not os.access(out_dir, os.W_OK | os.X_OK):
+        raise AsclabError(f"{out_dir}: cannot write into this --out folder (it is not writable)")
+    if not out_dir.exists():  # the nearest existing folder above must take a new folder
+        above = next(p for p in out_dir.absolute().parents if p.exists())
+        if not above.is_dir():
+            raise AsclabError(f"{out_dir}: cannot create this --out folder ({above} is a file, not a folder)")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise AsclabError(f"{out_dir}: cannot create this --out folder ({above} is not writable)")
 
 
 def _holder(path: Path) -> str:
@@ -160,8 +176,8 @@ class RunLock:
 
 def has_checkpoint(out_dir: Path) -> bool:
     """Whether a run got as far as its first checkpoint (then it can be resumed)."""
-    out_dir = Path(out_dir)
-    return any(out_dir.glob("**/checkpoints/*.ckpt")) or (out_dir / "model.ckpt").exists()
+    out_dir = Path(out_dir)  # a member or fold run inside it (ensemble, crossval, teachers) counts too
+    return any(out_dir.glob("**/checkpoints/*.ckpt")) or any(out_dir.glob("**/model.ckpt"))
 
 
 @contextlib.contextmanager

@@ -53,6 +53,10 @@ class Named:
     params: dict[str, Any] = field(default_factory=dict)
     kind: typing.ClassVar[str] = ""
 
+    def as_mapping(self) -> dict[str, Any]:
+        """``{name: ..., **params}``: the mapping the block's builder takes (``config.build_named``)."""
+        return {"name": self.name, **self.params}
+
 
 class ModelBlock(Named):
     kind = "model"

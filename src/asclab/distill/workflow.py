@@ -59,11 +59,29 @@ def train_teacher_set(recipes: Sequence[str], data_dir, out: Path, overrides: li
 def train_teachers(recipes: Sequence[str], data_dir, out_dir, *, folds: int | None = None,
                    group_by: str | None = None, overrides: list[str] | None = None, cache_dir=None,
                    progress: bool = True, force: bool = False, duration: float | None = None) -> dict:
+    """Train the teachers into ``out_dir``, held alone as a training run holds its folder
+    (``asclab.runs.claim_run_folder``): every recipe is checked first, ``--out`` must be new,
+    empty, writable or an earlier teachers folder (its trained members are reused), a second
+    command on it is refused at once, and one that fails before any member's first checkpoint
+    in a folder it created leaves nothing behind."""
+    from asclab.config import load_config
+    from asclab.runs import claim_run_folder
+    from asclab.train.distributed import is_main_process
+
     if not recipes:
         raise ConfigError("asclab teachers needs at least one teacher recipe")
+    for name in recipes:  # every key of every teacher recipe checked before the folder is touched
+        load_config(name, overrides)
+    with claim_run_folder(out_dir, lock=is_main_process()):
+        return _train_teachers_claimed(recipes, data_dir, Path(out_dir), folds=folds, group_by=group_by,
+                                       overrides=list(overrides or []), cache_dir=cache_dir, progress=progress,
+                                       force=force, duration=duration)
+
+
+def _train_teachers_claimed(recipes: Sequence[str], data_dir, out: Path, *, folds: int | None,
+                            group_by: str | None, overrides: list[str], cache_dir, progress: bool, force: bool,
+                            duration: float | None) -> dict:
     t0 = time.time()
-    out = Path(out_dir)
-    overrides = list(overrides or [])
     if not folds and group_by is None:
         s = train_teacher_set(recipes, data_dir, out, overrides, cache_dir=cache_dir, progress=progress,
                               force=force, duration=duration)
