@@ -156,7 +156,12 @@ def main() -> None:
             f"| {diff:.2e}{' ' + unit if unit else ''} |"
         )
     hp_lib, hp_ours = (1000 * t / len(hspecs) for t in best["HPSS (128 x 431, kernel 31)"])
-    lines += ["", f"HPSS cost per clip: librosa {hp_lib:.1f} ms, asclab {hp_ours:.1f} ms.", ""]
+    lines += ["", f"HPSS cost per clip: librosa {hp_lib:.1f} ms, asclab {hp_ours:.1f} ms."]
+    for name, goal in (("log-mel", 5.0), ("log-mel + deltas + delta-deltas", 6.0)):  # issue 15
+        ratio, diff = best[name][0] / best[name][1], rows[name][3]
+        lines.append(f"Target: {name} vs librosa at {ARGS.threads} thread(s), within 1e-3 dB | {ratio:.2f}x, "
+                     f"{diff:.1e} dB | >= {goal:g}x | {'met' if ratio >= goal and diff <= 1e-3 else 'NOT met'}")
+    lines.append("")
     text = "\n".join(lines)
     print(text)
     if ARGS.out is not None:

@@ -6,8 +6,11 @@ an asclab model file with its recipe's front end and clip length, loaded with
 (waveform input: the ONNX graph computes the features; fp32 plus the
 onnxruntime dynamic int8 variant). Backends:
 
-* torch eager: ``Predictor.probs`` (features + network + softmax; the network with its
-  batch norms folded into the convolutions where that is exact, ``asclab.evaluate.fast_path``);
+* asclab predict path: ``Predictor.probs`` as ``asclab predict`` runs it (features +
+  network + softmax; the network with its batch norms folded into the convolutions and
+  run in onnxruntime where each is exact, ``asclab.evaluate.fast_path``);
+* torch eager: the same with the network kept in torch (``ASCLAB_INFERENCE=torch``: folded
+  batch norms where exact);
 * torch compiled: the asclab features, then ``torch.compile(model)`` (one
   compilation per input shape, timed apart); only for the ``--compile`` models;
 * ONNX fp32 and int8: ``OnnxPredictor.probs`` (onnxruntime CPU, its
@@ -26,6 +29,12 @@ Throughput: ``--files`` real clips (the 12 TAU sample files repeated) decoded
 at the model's clip length (``load_audio``), then classified in batches of
 ``--batch``; clips/s is the median over the batches, with and without the
 decoding time.
+
+Predict path against the targets (issue 15, CP-Mobile only): ``Predictor.probs`` on an
+in-memory 1-s and 10-s waveform at 1 thread, ``--target-repeats`` rounds, median and best,
+beside the torch network; with the largest probability difference to the reference torch
+model (unfolded, eager) and whether the top-1 agrees, and the arithmetic limit of the
+network at the measured dense 3x3 convolution rate of this thread count.
 
     python benchmarks/bench_inference.py [--quick] [--models a,b] [--threads 1,2]
 """
@@ -47,8 +56,9 @@ import benchlib as bl  # noqa: E402
 
 from asclab.export.onnx_predictor import softmax  # noqa: E402 - torch-free
 
-BACKENDS = ("torch", "compile", "onnx", "int8", "hybrid")
-NAMES = {"torch": "torch eager", "compile": "torch compiled", "onnx": "ONNX fp32", "int8": "ONNX int8",
+BACKENDS = ("default", "torch", "compile", "onnx", "int8", "hybrid")
+TARGET_MS = {1.0: 1.0, 10.0: 5.0}  # issue 15: CP-Mobile, in-memory waveform -> probabilities, 1 thread
+NAMES = {"default": "asclab predict path", "torch": "torch eager", "compile": "torch compiled", "onnx": "ONNX fp32", "int8": "ONNX int8",
          "hybrid": "torch features + ONNX network"}
 
 
@@ -68,10 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", default="cp_mobile",
                    help="models to run compiled ('all', 'none' or names; 30-90 s of compiling each on 2 busy cores)")
     p.add_argument("--data", type=Path, default=bl.DEFAULT_DATA, help="the shared data folder (tau-samples/)")
+    p.add_argument("--target-repeats", type=int, default=300, help="rounds of the 1-s predict-path timing (10 s: 1/10)")
     args = p.parse_args(argv)
     if args.quick:
         args.models = args.models or "cp_mobile"
-        args.repeats, args.files, args.batch = 2, 8, 4
+        args.repeats, args.files, args.batch, args.target_repeats = 2, 8, 4, 10
         args.compile = "none"
     return args
 
@@ -140,6 +151,83 @@ def export(ckpt: Path, out: Path, int8: bool, name: str, notes: list[str]) -> tu
     return files, row
 
 
+def torch_only(ckpt: Path):
+    """``Predictor.load(ckpt)`` with the network kept in torch (``ASCLAB_INFERENCE=torch``)."""
+    from asclab.evaluate.inference import Predictor
+
+    before = os.environ.get("ASCLAB_INFERENCE")
+    os.environ["ASCLAB_INFERENCE"] = "torch"
+    try:
+        return Predictor.load(ckpt)
+    finally:
+        if before is None:
+            os.environ.pop("ASCLAB_INFERENCE", None)
+        else:
+            os.environ["ASCLAB_INFERENCE"] = before
+
+
+def dense_conv_rate(threads: int) -> float:
+    """MAC/s of a dense 3x3 convolution (64 -> 64 channels, 64 x 128 map, batch 2) at ``threads``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval()
+    x = torch.randn(2, 64, 64, 128)
+    with torch.inference_mode():
+        seconds = bl.median_time(lambda: conv(x), repeats=7, warmup=2)
+    return 2 * 64 * 64 * 9 * 64 * 128 / seconds
+
+
+def predict_path_section(pred, pred_torch, spec, clip_file: Path, repeats: int) -> list[str]:
+    """Markdown lines: the predict path's 1-thread latency against TARGET_MS, its exactness."""
+    import torch
+
+    from asclab.compress.complexity import count_macs
+    from asclab.data import load_audio
+
+    cfg = pred.fcfg
+    torch.set_num_threads(1)
+    rate = dense_conv_rate(1)
+    torch.set_num_threads(1)
+    rows, targets = [], []
+    for seconds, target in TARGET_MS.items():
+        wave = torch.from_numpy(load_audio(clip_file, cfg.sample_rate, channels=cfg.channels, duration=seconds)[None])
+        n = repeats if seconds < 5 else max(3, repeats // 10)
+        with torch.inference_mode():
+            feats = pred.features(wave)
+            fns = {"default": lambda: pred.probs(wave), "torch": lambda: pred_torch.probs(wave),
+                   "features": lambda: pred.features(wave), "network": lambda: pred.network()(feats)}
+            t = bl.interleaved(fns, n, warmup=3)
+            ref = torch.softmax(pred.model(feats), dim=1)  # the reference: the loaded torch model, eager
+            got = pred.probs(wave)
+        macs = count_macs(pred.model, tuple(feats.shape))
+        med_ms, best_ms = 1000 * bl.med(t["default"]), 1000 * min(t["default"])
+        rows.append([f"{seconds:.0f} s", tuple(feats.shape[1:]), f"{med_ms:.2f}", f"{best_ms:.2f}",
+                     f"{1000 * bl.med(t['features']):.2f}", f"{1000 * bl.med(t['network']):.2f}",
+                     f"{1000 * bl.med(t['torch']):.2f}", f"{macs / 1e6:.0f}", f"{1000 * macs / rate:.2f}",
+                     f"{(got - ref).abs().max().item():.1e}", "yes" if torch.equal(got.argmax(1), ref.argmax(1)) else "NO",
+                     f"{target:.1f}", "met" if med_ms <= target else "NOT met"])
+        exact = (got - ref).abs().max().item() <= 1e-5 and torch.equal(got.argmax(1), ref.argmax(1))
+        targets.append(f"Target: CP-Mobile {seconds:.0f}-s waveform -> probabilities, 1 thread, predict path "
+                       f"({pred.backend}, exact: {'yes' if exact else 'NO'}) | {med_ms:.2f} ms | <= {target:g} ms "
+                       f"| {'met' if med_ms <= target and exact else 'NOT met'}")
+    return [
+        f"Predict path against the issue 15 targets: CP-Mobile ({spec.recipe} front end), in-memory waveform "
+        f"-> probabilities, `Predictor.probs` as `asclab predict` runs it (network backend: {pred.backend}), "
+        f"1 thread, median (and best) of {repeats} interleaved rounds (10 s: {max(3, repeats // 10)}); "
+        f"'torch network' keeps the network in torch (ASCLAB_INFERENCE=torch); limit = network MACs at the "
+        f"measured dense 3x3 conv rate at 1 thread ({rate / 1e9:.1f} GMAC/s fp32); max |p - p_ref| against the "
+        "loaded torch model run eagerly.",
+        "",
+        bl.table(["clip", "input", "predict ms", "best ms", "features ms", "network ms", "torch network ms",
+                  "MMAC", "limit ms (network at dense rate)", "max abs prob diff", "same top-1", "target ms",
+                  "target"], rows, "ll" + "r" * 9 + "rl"),
+        "",
+        *targets,
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     load_start = os.getloadavg()
@@ -163,7 +251,7 @@ def main(argv: list[str] | None = None) -> str:
     clip_file = next((f for f in files if "tut2018" in str(f)), files[0])
     batch_files = [files[i % len(files)] for i in range(args.files)]
 
-    lat_rows, tp_rows, export_rows, notes = [], [], [], []
+    lat_rows, tp_rows, export_rows, notes, target_lines = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="asclab-bench-inf-") as tmp:
         for spec in specs:
             t_model = time.perf_counter()
@@ -173,6 +261,9 @@ def main(argv: list[str] | None = None) -> str:
                            duration=duration)
             ckpt = save_model_file(mf, Path(tmp) / f"{spec.name}.ckpt")
             pred = Predictor.load(ckpt)
+            pred_torch = torch_only(ckpt)
+            if spec.name == "cp_mobile":
+                target_lines = predict_path_section(pred, pred_torch, spec, clip_file, args.target_repeats)
 
             onnx_files: dict[str, Path] = {}
             if {"onnx", "int8"} & set(backends):
@@ -197,12 +288,14 @@ def main(argv: list[str] | None = None) -> str:
             if "compile" in backends and spec.name in compile_models:
                 compiled = torch.compile(pred.model, dynamic=True)  # one graph for every batch and length
 
-            def torch_fn(w, n, model=None):
+            def torch_fn(w, n, model=None, default=False):
                 def run():
                     torch.set_num_threads(n)
                     with torch.inference_mode():
-                        if model is None:
+                        if default:
                             return pred.probs(w)
+                        if model is None:
+                            return pred_torch.probs(w)
                         return torch.softmax(model(pred.features(w)), dim=1)
                 return run
 
@@ -224,7 +317,7 @@ def main(argv: list[str] | None = None) -> str:
                 wave = load_audio(clip_file, cfg.sample_rate, channels=cfg.channels, duration=seconds)[None]
                 w_t = torch.from_numpy(wave)
                 for n in threads:
-                    fns = {"torch": torch_fn(w_t, n)}
+                    fns = {"default": torch_fn(w_t, n, default=True), "torch": torch_fn(w_t, n)}
                     compile_s = None
                     if compiled is not None:
                         fns["compile"] = torch_fn(w_t, n, compiled)
@@ -261,7 +354,8 @@ def main(argv: list[str] | None = None) -> str:
             t_decode = (time.perf_counter() - t0) / len(batch_files)
             chunks = [waves[i:i + args.batch] for i in range(0, len(waves), args.batch)]
             rates = {}
-            tp_fns = {"torch": lambda c: torch_fn(torch.from_numpy(c), tp_threads)()}
+            tp_fns = {"default": lambda c: torch_fn(torch.from_numpy(c), tp_threads, default=True)(),
+                      "torch": lambda c: torch_fn(torch.from_numpy(c), tp_threads)()}
             if compiled is not None:
                 tp_fns["compile"] = lambda c: torch_fn(torch.from_numpy(c), tp_threads, compiled)()
             for kind in onnx_files:
@@ -289,6 +383,8 @@ def main(argv: list[str] | None = None) -> str:
         f"### Inference speed (bench_inference.py, {time.strftime('%Y-%m-%d %H:%M')})",
         "",
         bl.machine_line(load_start, sorted(set(threads) | {tp_threads})),
+        "",
+        *target_lines,
         f"Latency in ms for one clip (batch 1), features included, waveform in memory: median of up to "
         f"{args.repeats} interleaved rounds (10 s clips: up to 3; fewer once they pass {args.budget:.0f} s; 'rounds') "
         "after a warm-up call. Untrained weights. Last column: fastest backend and its speed-up "

@@ -73,14 +73,20 @@ def test_bench_train_minimal(bench):
 @needs_clips
 def test_bench_inference_minimal(bench):
     text = bench("bench_inference").main(["--models", "cp_mobile", "--threads", "1", "--repeats", "1", "--files", "2",
-                                          "--batch", "2", "--backends", "torch", "--data", str(DATA)])
-    # (ONNX left out: exporting takes 10-20 s; the exporter has its own tests)
+                                          "--batch", "2", "--backends", "torch", "--target-repeats", "3",
+                                          "--data", str(DATA)])
+    # (ONNX files left out: exporting takes 10-20 s; the exporter has its own tests)
     lat = table_rows(text, "cp_mobile")
     assert [r[1] for r in lat[:2]] == ["1 s", "10 s"]
-    assert all(float(r[4]) > 0 for r in lat[:2])  # torch eager ms
-    assert [r[5:9] for r in lat[:2]] == [["not run"] * 4] * 2  # compiled, ONNX fp32/int8, hybrid
-    tp = lat[2]  # throughput row: clip length, files, decode and torch eager clips/s
+    assert all(float(r[4]) > 0 and float(r[5]) > 0 for r in lat[:2])  # predict path and torch eager ms
+    assert [r[6:10] for r in lat[:2]] == [["not run"] * 4] * 2  # compiled, ONNX fp32/int8, hybrid
+    tp = lat[2]  # throughput row: clip length, files, decode, predict path and torch eager clips/s
     assert tp[1:3] == ["1 s", "2"] and float(tp[3]) > 0 and float(tp[4].split()[0]) > 0
+    # the predict path against the targets: both clip lengths, exact against the torch model
+    target = table_rows(text, "1 s")[0], table_rows(text, "10 s")[0]
+    assert [t[1] for t in target] == ["(1, 256, 68)", "(1, 256, 678)"]
+    assert all(float(t[9]) <= 1e-5 and t[10] == "yes" for t in target)
+    assert len([line for line in text.splitlines() if line.startswith("Target: CP-Mobile")]) == 2
 
 
 def test_bench_scaling_minimal(bench, tmp_path):
@@ -97,7 +103,8 @@ def test_run_all_writes_report_atomically(bench, tmp_path, monkeypatch):
 
     def fake_run(b, quick):
         return run_all.Section(b, ["python", b.script, "--quick"], 0 if b.name != "scaling" else 3, 1.5,
-                               f"### {b.name} table\n\n| a | b |\n| --- | ---: |\n| x | 1 |",
+                               f"### {b.name} table\n\n| a | b |\n| --- | ---: |\n| x | 1 |\n\n"
+                               f"Target: {b.name} speed | 2.0x | >= 3x | NOT met",
                                "" if b.name != "scaling" else "Traceback: boom")
 
     monkeypatch.setattr(run_all, "run_one", fake_run)
@@ -108,6 +115,9 @@ def test_run_all_writes_report_atomically(bench, tmp_path, monkeypatch):
     assert "## train" in text and "## scaling" in text and "## inference" not in text
     assert "FAILED (exit code 3)" in text and "Traceback: boom" in text
     assert "run_all.py --quick --only train,scaling" in text
+    summary = text.split("## Issue 15 targets", 1)[1].split("## train", 1)[0]  # the targets, collected first
+    assert table_rows(summary, "train speed") == [["train speed", "2.0x", ">= 3x", "NOT met"]]
+    assert table_rows(summary, "scaling (benchmark failed)")[0][1:] == ["not measured", "-", "NOT met"]
     assert re.search(r"Load average \(1, 5, 15 min\) at start: [\d.]+, [\d.]+, [\d.]+", text)
     assert [p.name for p in tmp_path.iterdir()] == ["results.md"]  # no temporary file left
     with pytest.raises(SystemExit):
@@ -119,6 +129,8 @@ def test_bench_train_step_quick(bench):
     rows = table_rows(text, "fp32") + table_rows(text, "channels_last")
     assert len(rows) == 2 and all(float(r[1]) > 0 for r in rows)
     assert "Dense 3x3 conv rate measured: fp32" in text
+    assert all(float(r[5]) >= 0 and float(r[6]) >= 0 for r in rows)  # user and sys seconds per step
+    assert any(line.startswith("Target: CP-Mobile training step") for line in text.splitlines())
 
 
 def test_bench_busy_options(bench):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 from torch import nn
 
-from asclab.evaluate.fast_path import TOLERANCE, fused_for_inference
+from asclab.evaluate.fast_path import TOLERANCE, fused_for_inference, onnx_network
 from asclab.evaluate.inference import Predictor
 from asclab.features import FeatureConfig
 from asclab.models import create_model
@@ -35,20 +36,41 @@ def _model_file(tmp_path):
     return save_model_file(mf, tmp_path / "m.ckpt"), model
 
 
-def test_predictor_folds_batch_norms_exactly(tmp_path, one_torch_thread):
+def _reference_probs(model: nn.Module, pred: Predictor, waves: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.softmax(model(pred.features(waves)), dim=1)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_default_predict_path_equals_the_reference_model(tmp_path, one_torch_thread, monkeypatch, backend):
+    """The network Predictor.load picks by default (onnxruntime, the fastest exact one) and the
+    torch fallback (ASCLAB_INFERENCE=torch) give the reference model's probabilities."""
+    if backend == "torch":
+        monkeypatch.setenv("ASCLAB_INFERENCE", "torch")
     path, model = _model_file(tmp_path)
     pred = Predictor.load(path)
     assert pred.fast is not None and pred.network() is not pred.model
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in pred.network().modules())
+    assert pred.backend == ("onnxruntime" if backend == "onnxruntime" else "torch (folded)")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in pred.fast[1].modules())  # folded copy
     waves = torch.randn(3, 1, 16000, generator=torch.Generator().manual_seed(2)) * 0.1
-    with torch.no_grad():
-        ref = torch.softmax(model(pred.features(waves)), dim=1)
-    got = pred.probs(waves)
+    ref, got = _reference_probs(model, pred, waves), pred.probs(waves)
     assert (got - ref).abs().max().item() <= TOLERANCE
-    # a longer clip than the check input: still the same network output
-    long = torch.randn(1, 1, 48000) * 0.1
+    assert torch.equal(got.argmax(1), ref.argmax(1))
+    # a longer clip and another batch size than the check input: still the reference's output
+    long = torch.randn(2, 1, 48000, generator=torch.Generator().manual_seed(3)) * 0.1
+    assert (pred.probs(long) - _reference_probs(model, pred, long)).abs().max().item() <= TOLERANCE
+    # the shipped model file's own weights, not a copy from before loading
     with torch.no_grad():
-        assert torch.allclose(pred.probs(long), torch.softmax(model(pred.features(long)), 1), atol=TOLERANCE)
+        assert torch.allclose(pred.logits(waves), pred.model(pred.features(waves)), atol=1e-4)
+
+
+def test_onnx_network_is_refused_when_it_is_not_exact(one_torch_thread):
+    model = _trained_looking(create_model("cp_mobile", num_classes=4, in_chans=1))
+    x = torch.randn(1, 1, 64, 63)
+    assert onnx_network(model, model, x) is not None
+    other = _trained_looking(create_model("cp_mobile", num_classes=4, in_chans=1))  # different weights
+    assert onnx_network(other, model, x) is None
+    assert onnx_network(model.train(), model, x) is None  # training mode: never exported
 
 
 def test_fast_network_follows_the_model_it_was_built_from(tmp_path, one_torch_thread):
@@ -81,3 +103,15 @@ def test_folding_is_refused_where_it_does_not_apply():
     assert fused_for_inference(Branchy().eval(), x) is None
     folded = fused_for_inference(bn.eval(), x)
     assert folded is not None and torch.allclose(folded(x), bn(x), atol=1e-6)
+
+
+def test_onnx_network_follows_torch_threads(one_torch_thread):
+    model = _trained_looking(create_model("cp_mobile", num_classes=4, in_chans=1))
+    x = torch.randn(1, 1, 64, 63)
+    net = onnx_network(model, model, x)
+    assert net is not None and set(net.sessions) == {1}
+    torch.set_num_threads(2)
+    out = net(x)
+    assert set(net.sessions) == {1, 2} and net.session(2).get_session_options().intra_op_num_threads == 2
+    with torch.no_grad():
+        assert torch.allclose(out, model(x), atol=1e-5)

@@ -13,8 +13,9 @@ natural log). This module computes the same numbers for a whole batch:
   scale, ``norm="slaney"`` or None). A triangular filterbank is about 98 % zeros,
   so on CPU the filters are split into a few contiguous groups and each group
   multiplies only the band of FFT bins its filters touch (``_band_groups``),
-  clip by clip so the STFT stays in cache; on other devices, or when autograd
-  is needed, one dense matmul over the batch is used.
+  clip by clip so the STFT stays in cache; fewer, wider groups for short clips,
+  where each matmul call's fixed cost weighs more (``_call_cost``); on other
+  devices, or when autograd is needed, one dense matmul over the batch is used.
 * ``power_to_db`` with librosa's ``ref``, ``amin`` and ``top_db``, where the
   ``top_db`` floor is relative to each signal's own maximum (as if librosa were
   called once per 1-D signal).
@@ -33,6 +34,15 @@ from asclab.features.delta import blocked_ok
 # A matmul call costs about as much as this many (filter x FFT-bin) products per
 # frame; the grouping trades wasted zeros against the number of calls.
 _GROUP_CALL_COST = 320
+# ... measured as a fixed cost of about this many products per call, spread over the
+# clip's frames (issue 15: 1-s clips of 68 frames want ~4096, 10-s clips ~320).
+_CALL_PRODUCTS = 220_000
+
+
+def _call_cost(n_frames: int) -> int:
+    """The grouping's per-call cost for a clip of ``n_frames`` (a power of two, 256..8192)."""
+    ideal = _CALL_PRODUCTS / max(1, n_frames)
+    return int(2 ** min(13, max(8, round(math.log2(ideal)))))
 
 
 def mel_filterbank(
@@ -131,11 +141,18 @@ class MelSpectrogram(nn.Module):
         else:
             fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm)
         self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
-        interleaved = np.repeat(fb, 2, axis=1)  # weight per (re^2, im^2) pair, see _mel_power_cpu
-        self._groups = _band_groups(interleaved)
-        for g, (m0, m1, k0, k1) in enumerate(self._groups):
-            band = np.ascontiguousarray(interleaved[m0:m1, k0:k1])
-            self.register_buffer(f"band{g}", torch.from_numpy(band), persistent=False)
+        # CPU band weights per grouping cost (see _bands): built on first use, CPU only
+        self._bands: dict[int, list[tuple[tuple[int, int, int, int], Tensor]]] = {}
+
+    def _bands_for(self, n_frames: int) -> list[tuple[tuple[int, int, int, int], Tensor]]:
+        """``[((m0, m1, k0, k1), weights)]`` for a clip of ``n_frames`` on CPU: the filter groups
+        of ``_band_groups`` at ``_call_cost(n_frames)``; weights per (re^2, im^2) pair."""
+        cost = _call_cost(n_frames)
+        if cost not in self._bands:
+            interleaved = np.repeat(self.filterbank.detach().cpu().numpy(), 2, axis=1)
+            self._bands[cost] = [((m0, m1, k0, k1), torch.from_numpy(np.ascontiguousarray(interleaved[m0:m1, k0:k1])))
+                                 for m0, m1, k0, k1 in _band_groups(interleaved, cost)]
+        return self._bands[cost]
 
     def n_frames(self, n_samples: int) -> int:
         """Frames for a signal of ``n_samples`` (librosa's count)."""
@@ -178,19 +195,34 @@ class MelSpectrogram(nn.Module):
         interleaved and the band weights are repeated per pair, so the sum
         re^2 + im^2 happens inside the matmul."""
         out = torch.empty(x.shape[0], self.n_mels, n_frames, dtype=torch.float32, device=x.device)
-        bands = [getattr(self, f"band{g}") for g in range(len(self._groups))]
+        bands = self._bands_for(n_frames)
         half = self.n_fft // 2
+        n, hop = x.shape[-1], self.hop_length
         constant_pad = self.center and self.pad_mode == "constant"
+        # frames [lo, hi) lie inside the signal: read straight from it; only the edge frames are
+        # read from the zero-padded copy, of which only the edges are filled (issue 15)
+        lo, hi = -(-half // hop), (n + half - self.n_fft) // hop + 1
+        direct = constant_pad and x.dtype == self.fft_dtype and 0 < lo < hi <= n_frames
         if constant_pad:
-            padded = x.new_zeros(x.shape[-1] + 2 * half, dtype=self.fft_dtype)
+            padded = x.new_zeros(n + 2 * half, dtype=self.fft_dtype)
         frames = x.new_empty(n_frames, self.n_fft, dtype=self.fft_dtype)  # reused: no per-clip allocation
         for i in range(x.shape[0]):
-            if constant_pad:
-                padded[half : half + x.shape[-1]].copy_(x[i])
-                xi = padded
+            if direct:
+                head, tail = (lo - 1) * hop + self.n_fft - half, hi * hop - half
+                padded[half : half + head].copy_(x[i, :head])
+                padded[half + tail : half + n].copy_(x[i, tail:])
+                edges = padded.unfold(-1, self.n_fft, hop)
+                torch.mul(edges[:lo], self.window, out=frames[:lo])
+                inner = x[i, lo * hop - half :].unfold(-1, self.n_fft, hop)[: hi - lo]
+                torch.mul(inner, self.window, out=frames[lo:hi])
+                torch.mul(edges[hi:], self.window, out=frames[hi:])
             else:
-                xi = self._pad(x[i : i + 1].to(self.fft_dtype))[0]
-            torch.mul(xi.unfold(-1, self.n_fft, self.hop_length), self.window, out=frames)
+                if constant_pad:
+                    padded[half : half + n].copy_(x[i])
+                    xi = padded
+                else:
+                    xi = self._pad(x[i : i + 1].to(self.fft_dtype))[0]
+                torch.mul(xi.unfold(-1, self.n_fft, hop), self.window, out=frames)
             sq = torch.view_as_real(torch.fft.rfft(frames)).reshape(n_frames, -1).square_()  # (T, 2F)
             if sq.dtype != torch.float32:
                 sq = sq.float()
@@ -198,7 +230,7 @@ class MelSpectrogram(nn.Module):
                 pairs = sq.view(n_frames, -1, 2)
                 pairs[..., 0] = (pairs[..., 0] + pairs[..., 1]).pow_(self.power / 2.0)
                 pairs[..., 1] = 0.0
-            for (m0, m1, k0, k1), band in zip(self._groups, bands):
+            for (m0, m1, k0, k1), band in bands:
                 if k1 > k0:
                     torch.mm(band, sq[:, k0:k1].t(), out=out[i, m0:m1])
                 else:

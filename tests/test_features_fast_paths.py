@@ -1,0 +1,46 @@
+"""The eager CPU fast paths of the front end (issue 15) equal the plain tensor code they
+replace: interior frames read straight from the signal, band groups chosen by clip length,
+and deltas as blocked matmuls."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asclab.features.delta import _deltas_functional, _savgol_rows, deltas
+from asclab.features.mel import MelSpectrogram, _call_cost
+
+
+@pytest.mark.parametrize("sr,n_fft,hop,win", [(44100, 2048, 1024, None), (32000, 4096, 472, 3072),
+                                              (16000, 512, 160, 400), (22050, 1024, 1000, None)])
+def test_cpu_mel_power_equals_the_dense_path(sr, n_fft, hop, win, one_torch_thread):
+    mel = MelSpectrogram(sr, n_fft, hop, 64, win_length=win)
+    gen = torch.Generator().manual_seed(0)
+    for n in (n_fft, n_fft + 1, 3 * n_fft + 7, sr, 4 * sr + 13):
+        x = torch.randn(2, n, generator=gen)
+        got, ref = mel(x), mel._mel_power_dense(x)
+        assert got.shape == ref.shape
+        assert ((got - ref).abs() / ref.abs().amax()).max().item() < 1e-5, n
+
+
+def test_band_grouping_follows_clip_length():
+    assert _call_cost(68) > _call_cost(431) >= _call_cost(2000)  # short clips: fewer, wider groups
+    mel = MelSpectrogram(32000, 4096, 472, 256, win_length=3072)
+    x = torch.randn(1, 32000)
+    short, long = mel._bands_for(68), mel._bands_for(678)
+    assert len(short) < len(long)
+    assert torch.allclose(mel(x), mel._mel_power_dense(x), rtol=1e-5, atol=1e-6 * mel(x).abs().max().item())
+
+
+@pytest.mark.parametrize("width,order,padding,dtype", [(9, 1, True, torch.float32), (9, 2, True, torch.float32),
+                                                        (5, 1, False, torch.float32), (3, 1, True, torch.float64),
+                                                        (7, 2, False, torch.float64)])
+def test_blocked_deltas_equal_the_tap_sums(width, order, padding, dtype):
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.randn(3, 2, 40, 150, generator=gen) * 20).to(dtype)  # 150 frames: several 64-frame blocks
+    centre, left, right = _savgol_rows(width, order)
+    taps = [(j, c) for j, c in enumerate(centre.tolist()) if c != 0.0]
+    ref = _deltas_functional(x, width, padding, taps, left, right)
+    got = deltas(x, width, padding, order=order)
+    assert got.dtype == dtype and got.shape == ref.shape
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    assert (got - ref).abs().max().item() < tol
