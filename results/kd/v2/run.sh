@@ -27,3 +27,5 @@ esc > $RUNS/esc10.log 2>&1 &
 tut > $RUNS/tut2017.log 2>&1 &
 wait
 echo "all done $(date -u +%FT%TZ)"
+# (In the measured run, ESC-10's student-alone cross-validation was started by hand beside its teachers'
+#  last fold, to use the second core: the same command, the same output folder.)
