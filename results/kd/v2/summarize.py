@@ -29,6 +29,12 @@ def member_seconds(fold_dir: Path) -> dict[str, float]:
     return out
 
 
+def ensemble_seconds(seconds: dict[str, float], recipes: list[str]) -> float | None:
+    """The members' training time added up, or None when one member's is not on record."""
+    vals = [seconds.get(r) for r in recipes]
+    return None if None in vals else sum(vals)
+
+
 def collect(name: str) -> dict | None:
     root = RUNS / name
     t = root / "teachers" / "teachers.json"
@@ -38,7 +44,8 @@ def collect(name: str) -> dict | None:
     rows = {"teacher ensemble (mean logits)": {
         "model": " + ".join(f"`{r}`" for r in teachers["recipes"]),
         "per_fold": [f["test_accuracy_mean_logits"] for f in teachers["per_fold"]],
-        "seconds": [sum(member_seconds(root / "teachers" / f"fold{f['fold']}").values()) for f in teachers["per_fold"]]}}
+        "seconds": [ensemble_seconds(member_seconds(root / "teachers" / f"fold{f['fold']}"), teachers["recipes"])
+                    for f in teachers["per_fold"]]}}
     for j, r in enumerate(teachers["recipes"]):
         rows[f"teacher member {j + 1}"] = {"model": f"`{r}`",
                                            "per_fold": [f["test_accuracy_members"][j] for f in teachers["per_fold"]],
@@ -60,7 +67,7 @@ def table(res: dict) -> str:
     lines = ["| system | recipe(s) | accuracy, mean +- std | per fold (%) | training s per fold (wall, shared CPU) |",
              "| --- | --- | ---: | --- | ---: |"]
     for label, r in res["rows"].items():
-        secs = ", ".join(f"{s:.0f}" for s in r["seconds"] if s is not None)
+        secs = ", ".join("n/a" if s is None else f"{s:.0f}" for s in r["seconds"])
         lines.append(f"| {label} | {r['model']} | **{100 * r['mean']:.2f} % +- {100 * r['std']:.1f}** | "
                      + ", ".join(f"{100 * a:.2f}" for a in r["per_fold"]) + f" | {secs} |")
     return "\n".join(lines)
