@@ -3,6 +3,7 @@ SYNTHETIC set, checked with the LiteRT interpreter / onnxruntime against torch o
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,8 @@ def test_deploy_report_measures_every_backend(float_run, tmp_path):
         assert {"LiteRT fp32", "LiteRT fp16", "LiteRT int8 (static)"} <= names
     for row in r["rows"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["size_bytes"] > 0
-        assert row["latency_ms"]["1s"] > 0 and row["latency_ms"]["10s"] > row["latency_ms"]["1s"] * 0.5
+        # latencies are measured, not compared: timings on a shared CI machine are noise
+        assert all(math.isfinite(v) and v > 0 for v in row["latency_ms"].values())
     eager = next(row for row in r["rows"] if row["backend"] == "torch eager")
     onnx32 = next(row for row in r["rows"] if row["backend"] == "ONNX fp32")
     assert onnx32["accuracy"] == eager["accuracy"]  # the same network, verified to 1e-4
