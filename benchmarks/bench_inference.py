@@ -36,7 +36,12 @@ beside the torch network; with the largest probability difference to the referen
 model (unfolded, eager) and whether the top-1 agrees, and the arithmetic limit of the
 network at the measured dense 3x3 convolution rate of this thread count.
 
-    python benchmarks/bench_inference.py [--quick] [--models a,b] [--threads 1,2]
+The process keeps freed memory for reuse as the ``asclab`` command does
+(``asclab.memory``: a 10-s clip's STFT frames are 11 MB, which glibc would
+otherwise mmap and zero-fill afresh at every call); ``--malloc-default`` leaves
+glibc's malloc as it is.
+
+    python benchmarks/bench_inference.py [--quick] [--models a,b] [--threads 1,2] [--malloc-default]
 """
 from __future__ import annotations
 
@@ -78,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", default="cp_mobile",
                    help="models to run compiled ('all', 'none' or names; 30-90 s of compiling each on 2 busy cores)")
     p.add_argument("--data", type=Path, default=bl.DEFAULT_DATA, help="the shared data folder (tau-samples/)")
+    p.add_argument("--malloc-default", action="store_true", help="leave glibc malloc as it is (asclab.memory)")
     p.add_argument("--target-repeats", type=int, default=300, help="rounds of the 1-s predict-path timing (10 s: 1/10)")
     args = p.parse_args(argv)
     if args.quick:
@@ -236,8 +242,10 @@ def main(argv: list[str] | None = None) -> str:
 
     from asclab.data import load_audio
     from asclab.evaluate.inference import Predictor
+    from asclab.memory import keep_freed_memory
     from asclab.train.checkpoint import ModelFile, save_model_file
 
+    kept = False if args.malloc_default else keep_freed_memory()  # as the asclab command does at start
     threads = bl.parse_ints(args.threads)
     tp_threads = args.throughput_threads
     backends = [b for b in args.backends.split(",") if b]
@@ -382,7 +390,8 @@ def main(argv: list[str] | None = None) -> str:
     lines = [
         f"### Inference speed (bench_inference.py, {time.strftime('%Y-%m-%d %H:%M')})",
         "",
-        bl.machine_line(load_start, sorted(set(threads) | {tp_threads})),
+        bl.machine_line(load_start, sorted(set(threads) | {tp_threads}))
+        + f" Malloc: {'freed memory kept for reuse, as the asclab command runs (asclab.memory)' if kept else 'glibc default'}.",
         "",
         *target_lines,
         f"Latency in ms for one clip (batch 1), features included, waveform in memory: median of up to "

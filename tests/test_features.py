@@ -113,6 +113,19 @@ def test_log_mel_dense_path_equals_banded_path(mono44):
 
 
 @pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
+@pytest.mark.parametrize("n", [32000, 2049, 2100, 5000])
+def test_banded_path_pads_its_edge_frames_like_the_dense_path(mono44, pad_mode, n):
+    """The CPU path reads inner frames straight from the signal and builds only the edge frames
+    (zeros or reflection); that equals padding the whole signal (the dense path), also for
+    signals barely longer than half a frame and ones with no inner frame."""
+    mel = MelSpectrogram(32000, 4096, 472, 64, win_length=3072, mel_norm=None, pad_mode=pad_mode)
+    x = torch.from_numpy(np.ascontiguousarray(mono44[:2, :n]))
+    banded = mel(x)
+    dense = mel(x.clone().requires_grad_(True)).detach()
+    torch.testing.assert_close(dense, banded, rtol=2e-5, atol=1e-9 * float(dense.max()))
+
+
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
 def test_log_mel_equals_librosa_dcase2024_settings(clips, pad_mode):
     """DCASE 2024 baseline front end: 32 kHz, n_fft 4096, window 3072, hop 500, 256 HTK mels
     without filter normalisation (torchaudio MelSpectrogram's defaults: htk scale, norm=None, reflect padding)."""

@@ -199,18 +199,24 @@ class MelSpectrogram(nn.Module):
         half = self.n_fft // 2
         n, hop = x.shape[-1], self.hop_length
         constant_pad = self.center and self.pad_mode == "constant"
+        reflect_pad = self.center and self.pad_mode == "reflect" and n > half
         # frames [lo, hi) lie inside the signal: read straight from it; only the edge frames are
-        # read from the zero-padded copy, of which only the edges are filled (issue 15)
+        # read from the padded copy, of which only the edges are filled (issue 15)
         lo, hi = -(-half // hop), (n + half - self.n_fft) // hop + 1
-        direct = constant_pad and x.dtype == self.fft_dtype and 0 < lo < hi <= n_frames
+        direct = (constant_pad or reflect_pad) and x.dtype == self.fft_dtype and 0 < lo < hi <= n_frames
         if constant_pad:
             padded = x.new_zeros(n + 2 * half, dtype=self.fft_dtype)
+        elif direct:
+            padded = x.new_empty(n + 2 * half, dtype=self.fft_dtype)
         frames = x.new_empty(n_frames, self.n_fft, dtype=self.fft_dtype)  # reused: no per-clip allocation
         for i in range(x.shape[0]):
             if direct:
                 head, tail = (lo - 1) * hop + self.n_fft - half, hi * hop - half
                 padded[half : half + head].copy_(x[i, :head])
                 padded[half + tail : half + n].copy_(x[i, tail:])
+                if reflect_pad:  # x[half], ..., x[1] before the signal; x[n-2], ..., x[n-1-half] after it
+                    padded[:half].copy_(x[i, 1 : half + 1].flip(0))
+                    padded[half + n :].copy_(x[i, n - 1 - half : n - 1].flip(0))
                 edges = padded.unfold(-1, self.n_fft, hop)
                 torch.mul(edges[:lo], self.window, out=frames[:lo])
                 inner = x[i, lo * hop - half :].unfold(-1, self.n_fft, hop)[: hi - lo]
