@@ -7,11 +7,9 @@ Both sides get the same number of threads (``--threads``, default 1: torch,
 OpenMP and the BLAS librosa's mel product uses), so the ratio measures the
 implementation rather than the core count. Timings are the best of
 ``--rounds`` interleaved rounds (other jobs on a shared machine make single
-runs noisy); the load average is printed with the results. The process keeps
-freed memory for reuse as the ``asclab`` command does (``asclab.memory``; both
-sides share it); ``--malloc-default`` leaves glibc's malloc as it is.
+runs noisy); the load average is printed with the results.
 
-    python benchmarks/bench_features.py [--clips 240] [--threads 1] [--out results.md] [--malloc-default]
+    python benchmarks/bench_features.py [--clips 240] [--threads 1] [--out results.md]
 """
 from __future__ import annotations
 
@@ -34,7 +32,6 @@ def _args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; the best is reported")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the TAU sample clips")
     p.add_argument("--out", type=Path, default=None, help="append the markdown results to this file")
-    p.add_argument("--malloc-default", action="store_true", help="leave glibc malloc as it is (asclab.memory)")
     return p.parse_args()
 
 
@@ -47,9 +44,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from asclab.features import FeatureConfig, FeatureExtractor, hpss, log_mel  # noqa: E402
-from asclab.memory import keep_freed_memory  # noqa: E402
-
-KEPT = False if ARGS.malloc_default else keep_freed_memory()  # as the asclab command does at start
 
 SR, N = 44100, 441000
 SETTINGS = dict(n_fft=2048, hop_length=1024, n_mels=128, htk=True)
@@ -147,8 +141,7 @@ def main() -> None:
         "",
         f"Machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
         f"librosa {librosa.__version__}, numpy {np.__version__}; threads per side: {ARGS.threads}; "
-        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (shared machine: timings are noisy); "
-        f"malloc: {'freed memory kept for reuse, as the asclab command runs (asclab.memory)' if KEPT else 'glibc default'}.",
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (shared machine: timings are noisy).",
         f"Clips: the {len(unique)} real TAU sample clips at 44.1 kHz mono, 10 s, repeated to {len(clips)} "
         f"(HPSS: {len(hspecs)}); librosa per clip, asclab in batches of {ARGS.batch}; best of {ARGS.rounds} rounds.",
         "",
