@@ -44,3 +44,34 @@ def test_blocked_deltas_equal_the_tap_sums(width, order, padding, dtype):
     assert got.dtype == dtype and got.shape == ref.shape
     tol = 1e-4 if dtype == torch.float32 else 1e-10
     assert (got - ref).abs().max().item() < tol
+
+
+@pytest.mark.parametrize("scale", ["db", "log", "db01", "log01"])
+@pytest.mark.parametrize("channels,deltas_on", [("mono", True), ("stereo", True), ("mono", False), ("stereo", False)])
+def test_eager_extractor_built_in_place_equals_the_autograd_path(scale, channels, deltas_on, one_torch_thread):
+    """Eager CPU features write the mel power into the output tensor and scale it there (no
+    intermediate arrays); with autograd on, every step allocates its result. Same numbers."""
+    from asclab.features import FeatureConfig, FeatureExtractor
+
+    cfg = FeatureConfig(sample_rate=16000, n_fft=512, hop_length=160, n_mels=40, scale=scale, channels=channels,
+                        deltas=deltas_on, top_db=80.0 if scale.startswith("db") else None)
+    ext = FeatureExtractor(cfg).eval()
+    wave = torch.randn(3, 2, 16000, generator=torch.Generator().manual_seed(2)) * 0.1
+    wave[1] *= 1e-4  # a quiet clip: its own top_db floor and min-max range
+    with torch.no_grad():
+        got = ext(wave)
+    ref = ext(wave.clone().requires_grad_(True)).detach()
+    assert got.shape == ref.shape == (3, cfg.in_chans, 40, 101)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_mel_power_into_the_channels_of_a_larger_tensor(one_torch_thread):
+    mel = MelSpectrogram(16000, 512, 160, 40)
+    x = torch.randn(2, 2, 16000, generator=torch.Generator().manual_seed(3))
+    big = torch.full((2, 6, 40, 101), -1.0)
+    got = mel(x, out=big[:, :2])
+    assert got.data_ptr() == big.data_ptr()
+    torch.testing.assert_close(big[:, :2], mel(x), rtol=0, atol=0)
+    assert (big[:, 2:] == -1.0).all()  # the other channels are left alone
+    with pytest.raises(ValueError, match="out must be"):
+        mel(x, out=torch.empty(2, 2, 101, 40).transpose(-1, -2))

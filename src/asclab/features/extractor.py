@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from asclab.errors import ConfigError, DataError
 from asclab.features.config import FeatureConfig
-from asclab.features.delta import blocked_ok, deltas
+from asclab.features.delta import blocked_ok, deltas, deltas_into
 from asclab.features.median_hpss import hpss
 from asclab.features.mel import MelSpectrogram, power_to_db
 
@@ -107,12 +107,15 @@ class FeatureExtractor(nn.Module):
         """Output frames for a clip of ``seconds`` at ``cfg.sample_rate``."""
         return self.n_frames(int(round(seconds * self.cfg.sample_rate)))
 
-    def scale(self, mel: Tensor) -> Tensor:
+    def scale(self, mel: Tensor, inplace: bool = False) -> Tensor:
+        """The configured scale of the mel power; ``inplace`` (db and log scales, eager CPU
+        tensors without autograd) overwrites ``mel`` instead of allocating the result."""
         cfg = self.cfg
+        inplace = inplace and not cfg.scale.endswith("01") and blocked_ok(mel)
         if cfg.scale.startswith("db"):
-            x = power_to_db(mel, ref=1.0, amin=cfg.amin, top_db=cfg.top_db)
+            x = power_to_db(mel, ref=1.0, amin=cfg.amin, top_db=cfg.top_db, inplace=inplace)
         else:
-            x = torch.log(mel + cfg.log_eps)
+            x = mel.add_(cfg.log_eps).log_() if inplace else torch.log(mel + cfg.log_eps)
         return minmax01(x) if cfg.scale.endswith("01") else x
 
     def forward(self, wave: Tensor, mel_power_hook: Callable[[Tensor], Tensor] | None = None) -> Tensor:
@@ -128,10 +131,13 @@ class FeatureExtractor(nn.Module):
             wave = wave.mean(dim=1, keepdim=True) if wave.shape[1] > 1 else wave
         elif wave.shape[1] != 2:
             raise DataError(f"features.channels: stereo needs 2 audio channels, got {wave.shape[1]}")
+        eager = blocked_ok(wave) and self.mel.window.device.type == "cpu" and mel_power_hook is None
+        if eager and cfg.deltas and cfg.delta_padding and not cfg.hpss and not cfg.scale.endswith("01"):
+            return self._stacked_with_deltas(wave)
         power = self.mel(wave)  # (B, A, M, T)
         if mel_power_hook is not None:
             power = mel_power_hook(power)
-        x = self.scale(power)
+        x = self.scale(power, inplace=eager)  # power is this call's own temporary
         parts = [x]
         crop = _crop(cfg)
         if cfg.deltas and cfg.delta_padding and not cfg.hpss and blocked_ok(x):
@@ -148,6 +154,20 @@ class FeatureExtractor(nn.Module):
         t = x.shape[-1] - 2 * crop
         parts = [p if p.shape[-1] == t else p[..., crop : crop + t] for p in parts]
         return torch.cat(parts, dim=1)
+
+
+    def _stacked_with_deltas(self, wave: Tensor) -> Tensor:
+        """``[x, delta, delta-delta]`` (padded deltas) built in one output tensor: the mel power
+        is written into its first channels and scaled there, the deltas beside it (eager CPU:
+        no intermediate arrays, no concatenation copy; issue 15)."""
+        cfg = self.cfg
+        b, a = wave.shape[0], wave.shape[1]
+        frames = self.mel.n_frames(wave.shape[-1])
+        out = torch.empty((b, 3 * a, cfg.n_mels, frames), dtype=torch.float32)
+        x = self.scale(self.mel(wave, out=out[:, :a]), inplace=True)
+        deltas_into(x, out[:, a : 2 * a], cfg.delta_width, True, order=1)
+        deltas_into(x, out[:, 2 * a :], cfg.delta_width, True, order=2)
+        return out
 
 
 def _stack_with_deltas(x: Tensor, width: int) -> Tensor:
