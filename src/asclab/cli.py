@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "assign K folds")
     cv.add_argument("--group-by", default=None, choices=("identifier", "city"),
                     help="recording-wise folds: every clip of one identifier (recording) in one fold")
+    cv.add_argument("--seeds", default=None, metavar="S,S,...",
+                    help="train every fold once per seed (e.g. 0,1,2) and report the mean and the spread "
+                         "between seeds (small test folds vary by several points from seed to seed)")
     cv.add_argument("--cache-dir", default=None)
     cv.add_argument("--force", action="store_true")
     cv.add_argument("--quiet", action="store_true")
@@ -444,15 +447,33 @@ def cmd_export(args) -> int:
 
 def cmd_crossval(args) -> int:
     from asclab.api import crossval
+    seeds = _seed_list(args.seeds)
     s = crossval(args.recipe, args.data, args.out, folds=args.folds, overrides=_overrides(args),
-                 cache_dir=args.cache_dir, progress=not args.quiet, force=args.force, group_by=args.group_by)
+                 cache_dir=args.cache_dir, progress=not args.quiet, force=args.force, group_by=args.group_by,
+                 seeds=seeds)
     for r in s["per_fold"]:
+        spread = (f"  seeds {', '.join(f'{a:.3f}' for a in r['per_seed_accuracy'])} "
+                  f"(std {r['accuracy_seed_std']:.3f})") if seeds else ""
         print(f"fold {r['fold']}: accuracy {r['accuracy']:.3f}  macro {r['macro_accuracy']:.3f}  "
-              f"({r['train_seconds']:.0f} s)")
+              f"({r['train_seconds']:.0f} s){spread}")
     a = s["accuracy"]
-    print(f"mean accuracy {a['mean']:.3f} +- {a['std']:.3f} over {len(s['folds'])} folds; "
+    over = f" (each the mean of {len(seeds)} seeds; seed-to-seed std {s['seed_std']['accuracy']:.3f})" if seeds else ""
+    print(f"mean accuracy {a['mean']:.3f} +- {a['std']:.3f} over {len(s['folds'])} folds{over}; "
           f"{s['total_seconds']:.0f} s in all\nresults: {Path(args.out) / 'crossval.json'}")
     return 0
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    """``--seeds 0,1,2`` -> [0, 1, 2]; a clear error otherwise."""
+    if text is None:
+        return None
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise AsclabError(f"--seeds: {text!r} is not a comma-separated list of integers") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise AsclabError(f"--seeds: {text!r} must list distinct non-negative integers")
+    return seeds
 
 
 def cmd_complexity(args) -> int:
