@@ -154,3 +154,60 @@ def test_resume_parses_the_recorded_recipe_once_and_hands_on_the_typed_config(tm
     (recipe, cfg, data_dir, kw), = handed
     assert isinstance(cfg, schema.RecipeConfig) and cfg.train.epochs == 3 and recipe["train"]["epochs"] == 3
     assert data_dir == "somewhere" and kw["resume"] is False  # no checkpoint yet: started again
+
+
+def test_sigterm_removes_the_temporary_file_of_a_write_in_progress(tmp_path, monkeypatch, capsys):
+    """SIGTERM becomes an exception in ``asclab``'s main: the atomic write in progress removes its
+    temporary file, nothing is renamed into place, and the command exits 143 with one line."""
+    import signal
+
+    from asclab import cli
+    from asclab.io import atomic_path
+
+    target = tmp_path / "out.csv"
+    seen = {}
+
+    def slow_write(args):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            seen["tmp"] = tmp
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "recipes", slow_write)
+    before = signal.getsignal(signal.SIGTERM)
+    t0 = time.time()
+    assert cli.main(["recipes"]) == 143
+    assert time.time() - t0 < 4
+    err = capsys.readouterr().err
+    assert err.startswith("asclab: terminated") and err.count("\n") == 1
+    assert not target.exists() and not seen["tmp"].exists()
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+@pytest.mark.slow
+def test_a_terminated_training_leaves_no_temporary_file_and_no_lock(tiny_set, tmp_path):
+    """``kill -TERM`` during a real training (Lightning composes its own SIGTERM handler with
+    asclab's): exit 143 (or 0 if it had finished), no temporary files, the lock released."""
+    import signal
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "asclab.cli", "--threads", "1", "train", "quickstart", "--data", str(tiny_set),
+           "--out", str(run), "--quiet", "--set", "train.epochs_cap=50", "--set", "train.batch_size=8"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 180
+    while not (run / "logs").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside the training loop
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (143, 0), err
+    if proc.returncode == 143:  # --quiet: asclab's one line, not Lightning's notice as well
+        assert "asclab: terminated" in err and "Received SIGTERM" not in err, err
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith((".", "tmp")) and p.is_file()
+                 and not p.name.startswith(".hydra")]
+    assert leftovers == [], leftovers
+    assert not lock_path(run).exists()

@@ -568,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 1
+    previous = _terminate_by_exception()
     try:
         if args.command in ("train", "crossval", "teachers"):  # a held or unusable --out: refused before torch
             from asclab.runs import refuse_if_held
@@ -588,6 +589,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("asclab: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("asclab: terminated (SIGTERM); temporary files removed, finished outputs kept", file=sys.stderr)
+        return 143
+    finally:
+        _restore_sigterm(previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM as an exception (like KeyboardInterrupt for SIGINT), so that the ``finally`` blocks
+    of atomic writes and run-folder locks run and no temporary file or stale lock is left."""
+
+
+def _raise_terminated(signum, frame):  # noqa: ARG001 - the signal module's signature
+    raise Terminated()
+
+
+def _terminate_by_exception():
+    """Install the SIGTERM handler (main thread only); returns the one it replaces."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

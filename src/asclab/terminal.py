@@ -28,7 +28,8 @@ import warnings
 _RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
                       "pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
 _NOISY_LOGGERS = ("lightning.pytorch.accelerators.cuda", "lightning.fabric.accelerators.cuda",
-                  "torch._dynamo", "torch._inductor", "onnxruntime", "onnxscript", "torch.onnx")
+                  "torch._dynamo", "torch._inductor", "onnxruntime", "onnxscript", "torch.onnx",
+                  "lightning.pytorch.trainer.connectors.signal_connector")  # "Received SIGTERM" beside asclab's line
 
 
 def usable_cores() -> int:
