@@ -75,3 +75,15 @@ def test_mel_power_into_the_channels_of_a_larger_tensor(one_torch_thread):
     assert (big[:, 2:] == -1.0).all()  # the other channels are left alone
     with pytest.raises(ValueError, match="out must be"):
         mel(x, out=torch.empty(2, 2, 101, 40).transpose(-1, -2))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels of a larger tensor"])
+def test_deltas_into_a_view_equals_deltas(layout, one_torch_thread):
+    from asclab.features.delta import deltas_into
+
+    gen = torch.Generator().manual_seed(4)
+    big = torch.randn(3, 6, 40, 150, generator=gen)
+    x = big[:, :2].contiguous() if layout == "contiguous" else big[:, :2]
+    for order, dst in ((1, big[:, 2:4]), (2, big[:, 4:])):
+        deltas_into(x, dst, 9, True, order=order)
+        torch.testing.assert_close(dst, deltas(x.contiguous(), 9, True, order=order), rtol=1e-5, atol=1e-4)

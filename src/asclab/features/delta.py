@@ -121,8 +121,11 @@ def deltas_into(x: Tensor, dst: Tensor, width: int = 9, padding: bool = True, *,
         raise ValueError(f"width must be an odd integer >= 3 and at most the {n} frames, got {width}")
     for s0, s1, c0, c1, blocks in _operator_chunks(n, int(width), int(order), bool(padding)):
         block = blocks.get(x.dtype)
-        torch.matmul(x[..., s0:s1], block if block is not None else blocks[torch.float64].to(x.dtype),
-                     out=dst[..., c0:c1])
+        block = block if block is not None else blocks[torch.float64].to(x.dtype)
+        if x.is_contiguous():  # matmul folds this into one 2-D product, whose out= cannot be a strided view
+            dst[..., c0:c1].copy_(torch.matmul(x[..., s0:s1], block))
+        else:  # e.g. the first channels of the feature tensor: batched, straight into dst
+            torch.matmul(x[..., s0:s1], block, out=dst[..., c0:c1])
     return dst
 
 

@@ -155,7 +155,6 @@ class FeatureExtractor(nn.Module):
         parts = [p if p.shape[-1] == t else p[..., crop : crop + t] for p in parts]
         return torch.cat(parts, dim=1)
 
-
     def _stacked_with_deltas(self, wave: Tensor) -> Tensor:
         """``[x, delta, delta-delta]`` (padded deltas) built in one output tensor: the mel power
         is written into its first channels and scaled there, the deltas beside it (eager CPU:
@@ -172,13 +171,12 @@ class FeatureExtractor(nn.Module):
 
 def _stack_with_deltas(x: Tensor, width: int) -> Tensor:
     """``cat([x, delta, delta-delta], dim=1)`` (padded deltas) with the deltas written straight
-    into the output, clip by clip (eager CPU: no intermediate arrays, no concatenation copy)."""
+    into the output (eager CPU: no intermediate arrays, no concatenation copy)."""
     b, a = x.shape[:2]
     out = torch.empty((b, 3 * a, *x.shape[2:]), dtype=x.dtype)
     out[:, :a].copy_(x)
-    for i in range(b):
-        deltas(x[i], width, True, order=1, out=out[i, a : 2 * a])
-        deltas(x[i], width, True, order=2, out=out[i, 2 * a :])
+    deltas_into(x, out[:, a : 2 * a], width, True, order=1)
+    deltas_into(x, out[:, 2 * a :], width, True, order=2)
     return out
 
 
