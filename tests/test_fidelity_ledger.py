@@ -21,7 +21,7 @@ LEDGER = REPO / "docs" / "fidelity.md"
 PAPERS = ("McDonnell & Gao 2019", "Gao & McDonnell 2020", "QTI 2020", "Horvath et al. 2021", "Gao & Lee 2024")
 VERDICTS = ("faithful", "choice", "deviation")
 COLUMNS = ["item", "paper", "asclab", "verdict", "pinned by"]
-TEST_REF = re.compile(r"(tests/test_\w+\.py)::(test_\w+)(\[[^\]`|]*\])?")
+TEST_REF = re.compile(r"(tests/(?:\w+/)?test_\w+\.py)::(test_\w+)(\[[^\]`|]*\])?")
 RECIPE_VALUE = re.compile(r"`([a-z0-9_]+): ([A-Za-z0-9_.]+) = ([^`]+)`")
 
 

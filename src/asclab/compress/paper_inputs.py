@@ -3,7 +3,7 @@
 ``asclab complexity MODEL`` counts MACs for one clip as the paper that
 defines the model feeds it (``(channels, mel bins, frames)``, batch 1). Each
 entry names its source; where a recipe reproduces the paper's front end,
-``recipe`` names it and ``tests/test_complexity.py`` checks that the recipe's
+``recipe`` names it and ``tests/compress/test_complexity.py`` checks that the recipe's
 features and clip length give the same shape.
 """
 from __future__ import annotations

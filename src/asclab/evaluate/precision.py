@@ -8,7 +8,7 @@ precision) and reports what that costs against float32. The front end
 network; the logits return as float32 for the softmax.
 
 torch 2.13 runs float16 convolutions, BatchNorm, pooling and linear layers on
-CPU (checked in ``tests/test_precision.py``); how each kernel accumulates
+CPU (checked in ``tests/compress/test_precision.py``); how each kernel accumulates
 inside one operation (float32 accumulators on most backends) is the
 backend's, as on the GPUs and accelerators the papers deploy to.
 """

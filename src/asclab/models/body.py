@@ -11,7 +11,7 @@ families have two shapes of top:
 - Horvath et al.'s dense top (MobileNetV2, CP-ResNet):
   ``forward(x) = head(embed(x))``, body output the embedding Tensor[B, D].
 
-``tests/test_device_head.py`` checks ``body_and_logits(m, x)[1] == m(x)`` for every registered family.
+``tests/losses/test_device_head.py`` checks ``body_and_logits(m, x)[1] == m(x)`` for every registered family.
 """
 from __future__ import annotations
 

@@ -20,10 +20,10 @@ from asclab.evaluate.inference import Predictor
 from asclab.interop.cpjku import TAU_CLASSES, import_checkpoint
 from asclab.models import create_model
 
-CKPTS = Path(__file__).resolve().parents[2] / "shared" / "checkpoints"
+CKPTS = Path(__file__).resolve().parents[3] / "shared" / "checkpoints"
 SYS4 = CKPTS / "karasin_jku_2025_sys4.ckpt"
 REFERENCE = CKPTS / "karasin_jku_2025_sys4.reference.json"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "tau-samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "tau-samples"
 DEVICES = ["a", "b", "c", "s1", "s2", "s3", "d"]
 
 

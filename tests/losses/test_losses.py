@@ -178,4 +178,4 @@ def test_arcface_gradient_finite_when_aligned():
     head.loss(emb, torch.tensor([0])).backward()
     assert torch.isfinite(emb.grad).all() and torch.isfinite(head.weight.grad).all()
 
-# The device head (asclab.losses.domain) is tested in tests/test_device_head.py.
+# The device head (asclab.losses.domain) is tested in tests/losses/test_device_head.py.

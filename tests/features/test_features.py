@@ -24,7 +24,7 @@ from asclab.features import (  # noqa: E402
 )
 from asclab.features.median_hpss import median_filter_last  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TAU = DATA / "tau-samples"
 DB_TOL = 1e-3  # dB
 

@@ -19,7 +19,7 @@ from asclab.data.tables import write_table
 from asclab.data.tau import read_fold_list, read_tau, read_tau_meta
 from asclab.errors import AsclabError, ConfigError, DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 META = SHARED / "tau-meta"
 ESC10 = SHARED / "esc10"
 

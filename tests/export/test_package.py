@@ -21,7 +21,7 @@ from asclab.interop.cpjku import BASELINE_FEATURES, TAU_CLASSES
 from asclab.models import create_model
 from asclab.train.checkpoint import ModelFile, save_model_file
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 SYS4 = SHARED / "checkpoints" / "karasin_jku_2025_sys4.ckpt"
 SAMPLES = SHARED / "data" / "tau-samples"
 

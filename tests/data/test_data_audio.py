@@ -12,7 +12,7 @@ import soundfile as sf
 from asclab.data.audio import audio_info, iter_audio_blocks, load_audio
 from asclab.errors import ConfigError, DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 SAMPLES = SHARED / "tau-samples"
 STEREO_48K = SAMPLES / "tut2018-48k-stereo" / "bus.wav"
 MONO_44K = SAMPLES / "tau2020-mobile-44k-mono" / "metro_station-paris.wav"
