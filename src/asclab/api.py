@@ -27,7 +27,7 @@ from asclab.evaluate.plots import plot_confusion, plot_per_device, plot_training
 from asclab.features.config import FeatureConfig
 from asclab.io import write_json
 from asclab.runs import record_run
-from asclab.schema import InferenceConfig, RecipeConfig, TTAAugmentConfig
+from asclab.config import InferenceConfig, RecipeConfig, TTAAugmentConfig
 from asclab.train.checkpoint import ModelFile, load_model_file, resolve_checkpoint, save_model_file
 
 
@@ -36,7 +36,7 @@ def open_data(data_dir: str | Path, recipe: dict | RecipeConfig):
     map, classes, skip policy, path checks); ``recipe`` typed, or a dict (a model file's recipe)
     whose ``data`` block is checked here."""
     from asclab.data.index import declared_classes, single_clip_classes
-    from asclab.schema import DataConfig, parse_block
+    from asclab.config import DataConfig, parse_block
 
     d = recipe.data if isinstance(recipe, RecipeConfig) else parse_block(DataConfig, recipe.get("data") or {}, "data")
     index = open_dataset(data_dir, split=d.split, test_fold=d.test_fold, class_map=d.class_map,
@@ -436,10 +436,10 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
 
 
 def inference_settings(ckpt: Path, recipe: dict) -> InferenceConfig:
-    """The ``inference`` block of a model file's recipe, typed (``asclab.schema.InferenceConfig``)
+    """The ``inference`` block of a model file's recipe, typed (``asclab.config.InferenceConfig``)
     and checked as a recipe's is: a tampered one is refused in one line naming the file."""
     from asclab.errors import CheckpointError
-    from asclab.schema import parse_block
+    from asclab.config import parse_block
 
     try:
         return parse_block(InferenceConfig, copy.deepcopy(recipe.get("inference") or {}), "inference")

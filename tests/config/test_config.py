@@ -66,8 +66,8 @@ def test_every_recipe_stage_builds_its_parts():
 
     from asclab.augment import build_batch_mix, build_spec_augment, build_waveform_augment
     from asclab.losses import build_loss
-    from asclab.train.optim import build_optimizer
-    from asclab.train.schedules import build_scheduler
+    from asclab.optim.optimizers import build_optimizer
+    from asclab.optim.schedules import build_scheduler
     from asclab.train.stages import stage_list, stage_recipe
 
     for name in list_recipes():

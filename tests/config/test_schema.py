@@ -1,4 +1,4 @@
-"""The typed recipe schema (asclab.schema), and property tests (hypothesis) for it and for
+"""The typed recipe schema (asclab.config), and property tests (hypothesis) for it and for
 the metadata and manifest parsers."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from asclab.data.index import open_dataset
 from asclab.data.manifest import read_manifest
 from asclab.errors import ConfigError, DataError
 from asclab.features.config import FeatureConfig
-from asclab.schema import DataConfig, RecipeConfig, TrainConfig, validate_recipe
+from asclab.config import DataConfig, RecipeConfig, TrainConfig, validate_recipe
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -200,7 +200,7 @@ def test_tau_metadata_label_outside_the_scenes_names_file_and_row(labels, strang
 def test_train_run_parses_its_recipe_once_and_hands_the_typed_config_down(tmp_path, monkeypatch):
     """Each recipe file is read once per training (not once per stop on the way to the model),
     and fit receives the RecipeConfig parsed from it."""
-    import asclab.config as config
+    import asclab.config.recipes as config
     import asclab.train.fit as fit_module
     from asclab.api import train_run
     from asclab.data.synth import make_synthetic_dataset

@@ -1,4 +1,4 @@
-"""asclab.train.schedules and asclab.train.optim against the papers' schedules and decay rules."""
+"""asclab.optim.schedules and asclab.optim.optimizers against the papers' schedules and decay rules."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from asclab.errors import ConfigError
-from asclab.train.optim import build_optimizer, decay_groups
-from asclab.train.schedules import (
+from asclab.optim.optimizers import build_optimizer, decay_groups
+from asclab.optim.schedules import (
     Cosine,
     ExponentialDecay,
     InverseTimeDecay,

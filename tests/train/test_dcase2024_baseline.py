@@ -19,8 +19,8 @@ from asclab.errors import ConfigError
 from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
 from asclab.train.data import needs_waveforms
-from asclab.train.optim import build_optimizer
-from asclab.train.schedules import build_scheduler
+from asclab.optim.optimizers import build_optimizer
+from asclab.optim.schedules import build_scheduler
 
 from conftest import shared_data
 

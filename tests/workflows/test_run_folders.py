@@ -137,7 +137,7 @@ def test_out_below_a_file_is_refused_before_anything_is_written(tmp_path):
 
 def test_resume_parses_the_recorded_recipe_once_and_hands_on_the_typed_config(tmp_path, monkeypatch):
     import asclab.api as api
-    import asclab.schema as schema
+    import asclab.config.recipes as schema
 
     run = tmp_path / "run"
     run.mkdir()

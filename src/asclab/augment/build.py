@@ -11,48 +11,44 @@ from asclab.augment.dir import DeviceImpulseResponse
 from asclab.augment.mixing import BatchMixChoice, BatchMixSequence, CutMix, FreqMix, FreqMixStyle, Mixup, MixupWithCrop
 from asclab.augment.spectrogram import FreqMask, RandomTimeCrop, SpecMask, TemporalShuffle, TimeMask
 from asclab.augment.waveform import ChannelSwap, GaussianNoise, PitchShift, TimeRoll, TimeStretch, VolumeChange
-from asclab.config import build_named
 from asclab.errors import ConfigError
+from asclab.registry import Registry
 
-WAVEFORM_AUGMENTS: dict[str, type[nn.Module]] = {
-    "gaussian_noise": GaussianNoise,
-    "pitch_shift": PitchShift,
-    "time_stretch": TimeStretch,
-    "volume": VolumeChange,
-    "channel_swap": ChannelSwap,
-    "dir": DeviceImpulseResponse,
-    "roll": TimeRoll,
-}
-SPEC_AUGMENTS: dict[str, type[nn.Module]] = {
-    "time_crop": RandomTimeCrop,
-    "time_mask": TimeMask,
-    "freq_mask": FreqMask,
-    "spec_mask": SpecMask,
-    "temporal_shuffle": TemporalShuffle,
-    "channel_swap": ChannelSwap,
-}
+WAVEFORM_AUGMENTS: Registry[type[nn.Module]] = Registry("waveform augmentation")
+WAVEFORM_AUGMENTS.add("gaussian_noise", GaussianNoise)
+WAVEFORM_AUGMENTS.add("pitch_shift", PitchShift)
+WAVEFORM_AUGMENTS.add("time_stretch", TimeStretch)
+WAVEFORM_AUGMENTS.add("volume", VolumeChange)
+WAVEFORM_AUGMENTS.add("channel_swap", ChannelSwap)
+WAVEFORM_AUGMENTS.add("dir", DeviceImpulseResponse)
+WAVEFORM_AUGMENTS.add("roll", TimeRoll)
+SPEC_AUGMENTS: Registry[type[nn.Module]] = Registry("spectrogram augmentation")
+SPEC_AUGMENTS.add("time_crop", RandomTimeCrop)
+SPEC_AUGMENTS.add("time_mask", TimeMask)
+SPEC_AUGMENTS.add("freq_mask", FreqMask)
+SPEC_AUGMENTS.add("spec_mask", SpecMask)
+SPEC_AUGMENTS.add("temporal_shuffle", TemporalShuffle)
+SPEC_AUGMENTS.add("channel_swap", ChannelSwap)
 # Masks of the mel POWER, before the log (``augment.mel_power``; the DCASE 2024 baseline's
 # torchaudio FrequencyMasking/TimeMasking): fill 0 there becomes log(log_eps) after the log.
-MEL_POWER_AUGMENTS: dict[str, type[nn.Module]] = {
-    "freq_mask": FreqMask,
-    "time_mask": TimeMask,
-    "spec_mask": SpecMask,
-}
-BATCH_MIXES: dict[str, type[nn.Module]] = {
-    "mixup": Mixup,
-    "mixup_crop": MixupWithCrop,
-    "freqmix": FreqMix,
-    "cutmix": CutMix,
-    "freq_mixstyle": FreqMixStyle,
-}
+MEL_POWER_AUGMENTS: Registry[type[nn.Module]] = Registry("mel power augmentation")
+MEL_POWER_AUGMENTS.add("freq_mask", FreqMask)
+MEL_POWER_AUGMENTS.add("time_mask", TimeMask)
+MEL_POWER_AUGMENTS.add("spec_mask", SpecMask)
+BATCH_MIXES: Registry[type[nn.Module]] = Registry("batch mix")
+BATCH_MIXES.add("mixup", Mixup)
+BATCH_MIXES.add("mixup_crop", MixupWithCrop)
+BATCH_MIXES.add("freqmix", FreqMix)
+BATCH_MIXES.add("cutmix", CutMix)
+BATCH_MIXES.add("freq_mixstyle", FreqMixStyle)
 
 
-def construct(table: Mapping[str, type], cfg: Mapping[str, Any], what: str) -> Any:
+def construct(table: Registry, cfg: Mapping[str, Any], what: str) -> Any:
     """``table[cfg["name"]](**rest)``, with ConfigError for an unknown name or key."""
-    return build_named(table, cfg, what)
+    return table.build(cfg)
 
 
-def _build_list(table: Mapping[str, type], cfgs: Sequence[Mapping[str, Any]] | None, what: str) -> Compose:
+def _build_list(table: Registry, cfgs: Sequence[Mapping[str, Any]] | None, what: str) -> Compose:
     if cfgs is None:
         return Compose()
     if isinstance(cfgs, Mapping) or isinstance(cfgs, str):
@@ -73,12 +69,13 @@ def build_waveform_augment(cfgs: Sequence[Mapping[str, Any]] | None, sample_rate
 
 
 def _build_waveform(cfg: Mapping[str, Any], sample_rate: int | None, what: str) -> nn.Module:
-    cls = WAVEFORM_AUGMENTS.get(cfg.get("name")) if isinstance(cfg, Mapping) else None
+    name = cfg.get("name") if isinstance(cfg, Mapping) else None
+    cls = WAVEFORM_AUGMENTS.get(name) if name in WAVEFORM_AUGMENTS else None
     if cls is None or "sample_rate" not in inspect.signature(cls).parameters:
         return construct(WAVEFORM_AUGMENTS, cfg, what)
     if sample_rate is None:
         raise ConfigError(f"{what} {cfg['name']!r} needs the recipe's sample rate")
-    return build_named(WAVEFORM_AUGMENTS, cfg, what, sample_rate=int(sample_rate))
+    return WAVEFORM_AUGMENTS.build(cfg, sample_rate=int(sample_rate))
 
 
 def build_spec_augment(cfgs: Sequence[Mapping[str, Any]] | None) -> Compose:

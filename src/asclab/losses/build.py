@@ -6,8 +6,8 @@ from typing import Any, Mapping, Sequence
 
 import torch.nn as nn
 
-from asclab.config import build_named
 from asclab.errors import ConfigError
+from asclab.registry import Registry
 from asclab.losses.focal import ClassBalancedFocalLoss, FocalLoss
 from asclab.losses.kd import KDLoss
 
@@ -25,13 +25,12 @@ class CrossEntropy(nn.CrossEntropyLoss):
         super().__init__(label_smoothing=float(label_smoothing), reduction=reduction)
 
 
-LOSSES: dict[str, type[nn.Module]] = {
-    "cross_entropy": CrossEntropy,
-    "ce": CrossEntropy,
-    "focal": FocalLoss,
-    "cb_focal": ClassBalancedFocalLoss,
-    "kd": KDLoss,  # distillation from teacher logits (losses/kd.py)
-}
+LOSSES: Registry[type[nn.Module]] = Registry("loss")
+LOSSES.add("cross_entropy", CrossEntropy)
+LOSSES.add("ce", CrossEntropy)
+LOSSES.add("focal", FocalLoss)
+LOSSES.add("cb_focal", ClassBalancedFocalLoss)
+LOSSES.add("kd", KDLoss)
 
 
 def build_loss(cfg: Mapping[str, Any] | None, class_counts: Sequence[int] | None = None) -> nn.Module:
@@ -42,9 +41,8 @@ def build_loss(cfg: Mapping[str, Any] | None, class_counts: Sequence[int] | None
     training split's per-class counts).
     """
     cfg = dict(cfg or {"name": "cross_entropy"})
-    cls = LOSSES.get(cfg.get("name"))
+    cls = LOSSES.get(cfg["name"]) if cfg.get("name") in LOSSES else None
     needs_counts = cls is not None and "class_counts" in inspect.signature(cls).parameters
     if needs_counts and "class_counts" not in cfg and class_counts is None:
         raise ConfigError(f"loss {cfg['name']!r} needs class_counts (none given and none in the recipe)")
-    return build_named(LOSSES, cfg, "loss",
-                       defaults={"class_counts": list(class_counts)} if class_counts is not None else None)
+    return LOSSES.build(cfg, defaults={"class_counts": list(class_counts)} if class_counts is not None else None)

@@ -7,6 +7,6 @@ logits ``[B, num_classes]`` and has ``embed(x) -> [B, embed_dim]``.
 # importing the families registers their factories
 from asclab.models import cp_mobile, cp_resnet, mobilenetv2, shared_resnet, two_path_resnet  # noqa: F401
 from asclab.models import device_container  # noqa: F401  (after the families it wraps)
-from asclab.models.registry import create_model, list_models, register_model
+from asclab.models.registry import MODELS, create_model, list_models, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["MODELS", "create_model", "list_models", "register_model"]

@@ -92,10 +92,10 @@ def load_model_file(path: str | Path) -> ModelFile:
 
 def _check_settings(p: Path, payload: dict) -> None:
     """The feature settings and class list a model file carries, checked as a recipe's are
-    (``asclab.schema``): a tampered file is refused in one line, not failed deep inside."""
+    (``asclab.config``): a tampered file is refused in one line, not failed deep inside."""
     from asclab.errors import ConfigError
     from asclab.features.config import FeatureConfig
-    from asclab.schema import parse_block
+    from asclab.config import parse_block
 
     classes = payload["classes"]
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):

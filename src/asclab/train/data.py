@@ -14,7 +14,7 @@ from asclab.errors import DataError
 from asclab.data.dataset import WaveformDataset, balanced_subsample
 from asclab.config import as_config
 from asclab.data.records import Record, naming_row
-from asclab.schema import RecipeConfig
+from asclab.config import RecipeConfig
 from asclab.features import CachedFeatureDataset, FeatureCache
 from asclab.features.shards import DEFAULT_SHARD_SIZE
 from asclab.train.distributed import EpochSampler

@@ -21,7 +21,7 @@ from asclab.compress.qat import convert_int8
 from asclab.config import as_config
 from asclab.data.records import Record
 from asclab.data.validation import kept_weights
-from asclab.schema import RecipeConfig
+from asclab.config import RecipeConfig
 from asclab.errors import ConfigError
 from asclab.io import atomic_path
 from asclab.train.device_specific import DeviceTuning, expand_device_stages, restrict_to_device

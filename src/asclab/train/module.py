@@ -22,13 +22,13 @@ from asclab.errors import ConfigError
 from asclab.evaluate.metrics import compute_metrics
 from asclab.features import FeatureExtractor
 from asclab.config import as_config
-from asclab.schema import RecipeConfig
+from asclab.config import RecipeConfig
 from asclab.losses import ArcFaceHead, DeviceHead, build_loss
 from asclab.models import create_model
 from asclab.models.body import body_and_logits, has_feature_map_top
 from asclab.train.distributed import gather_arrays
-from asclab.train.optim import build_optimizer
-from asclab.train.schedules import build_scheduler
+from asclab.optim.optimizers import build_optimizer
+from asclab.optim.schedules import build_scheduler
 
 
 def model_kwargs(recipe: dict) -> dict:

@@ -25,7 +25,7 @@ gradient; AdamW: decoupled).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -33,13 +33,45 @@ from torch.optim import Optimizer
 
 from asclab.errors import ConfigError
 
-_COMMON = {"name", "lr", "weight_decay", "keras_l2", "decay_conv_only", "decay_all"}
-_KEYS = {
-    "sgd": _COMMON | {"momentum", "nesterov", "dampening"},
-    "adam": _COMMON | {"betas", "eps", "amsgrad"},
-    "adamw": _COMMON | {"betas", "eps", "amsgrad"},
-}
-_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+from asclab.registry import Registry
+
+# Keys every optimiser takes (handled by build_optimizer), with their YAML types.
+COMMON_KEYS: dict[str, type] = {"lr": float, "weight_decay": float, "keras_l2": float, "decay_conv_only": bool,
+                                "decay_all": bool}
+OPTIMIZERS: Registry[Callable[..., Optimizer]] = Registry("optimizer")
+
+
+def _given(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(groups: list[dict], lr: float, momentum: float | None = None, nesterov: bool | None = None,
+        dampening: float | None = None) -> Optimizer:
+    """torch's SGD; keys left out keep torch's defaults."""
+    return torch.optim.SGD(groups, lr=lr, **_given(momentum=momentum, nesterov=nesterov, dampening=dampening))
+
+
+@OPTIMIZERS.register("adam")
+def adam(groups: list[dict], lr: float, betas: list[float] | None = None, eps: float | None = None,
+         amsgrad: bool | None = None) -> Optimizer:
+    """torch's Adam; keys left out keep torch's defaults."""
+    return torch.optim.Adam(groups, lr=lr, **_given(betas=tuple(betas) if betas is not None else None, eps=eps,
+                                                    amsgrad=amsgrad))
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(groups: list[dict], lr: float, betas: list[float] | None = None, eps: float | None = None,
+          amsgrad: bool | None = None) -> Optimizer:
+    """torch's AdamW (weight decay 0 unless the recipe sets it, as for the other two)."""
+    return torch.optim.AdamW(groups, lr=lr, **_given(betas=tuple(betas) if betas is not None else None, eps=eps,
+                                                     amsgrad=amsgrad))
+
+
+def optimizer_keys(name: str) -> dict[str, Any]:
+    """Keys a recipe's ``optim`` block may set for ``name`` -> YAML type (the schema asks this)."""
+    own = {p.name: p.annotation for p in OPTIMIZERS.params(name, skip=1)}
+    return {**COMMON_KEYS, **{k: v for k, v in own.items() if k != "lr"}}
 
 
 def decay_groups(model: nn.Module, conv_only: bool = False,
@@ -67,11 +99,11 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> Optimizer:
     """
     kwargs = dict(cfg or {})
     name = str(kwargs.pop("name", "")).lower()
-    if name not in _CLASSES:
-        raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(sorted(_CLASSES))}")
-    unknown = sorted(set(kwargs) - _KEYS[name])
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS.names())}")
+    unknown = sorted(set(kwargs) - set(optimizer_keys(name)))
     if unknown:
-        raise ConfigError(f"optimizer {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS[name] - {'name'}))}")
+        raise ConfigError(f"optimizer {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(optimizer_keys(name)))}")
     if "lr" not in kwargs:
         raise ConfigError(f"optimizer {name!r}: lr is required")
     if "keras_l2" in kwargs and "weight_decay" in kwargs:
@@ -81,13 +113,11 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> Optimizer:
     every = bool(kwargs.pop("decay_all", False))
     if conv_only and every:
         raise ConfigError("optimizer: give decay_conv_only or decay_all, not both")
-    if "betas" in kwargs:
-        kwargs["betas"] = tuple(kwargs["betas"])
     decay, no_decay = decay_groups(model, conv_only, every)
     groups = [g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
     if not groups:
         raise ConfigError("optimizer: the model has no trainable parameters")
     try:
-        return _CLASSES[name](groups, **kwargs)
+        return OPTIMIZERS.get(name)(groups, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"optimizer {name!r}: {e}") from None

@@ -10,14 +10,14 @@ overrides (``key.sub=value``) are applied last and values are parsed as YAML.
 from __future__ import annotations
 
 import copy
-import inspect
-from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from asclab.config.blocks import RecipeConfig
+from asclab.config.validate import validate_recipe
 from asclab.errors import ConfigError
 
 TOP_LEVEL_KEYS = {
@@ -178,9 +178,8 @@ def load_recipe(name_or_path: str | Path | dict, overrides: list[str] | None = N
 
 
 def validate(recipe: dict):
-    """The typed configuration (``asclab.schema.RecipeConfig``) of a merged recipe; every
+    """The typed configuration (``asclab.config.RecipeConfig``) of a merged recipe; every
     key checked once (unknown keys, types, ranges, allowed values, settings that clash)."""
-    from asclab.schema import validate_recipe  # imports the builders' tables, which import this module
     return validate_recipe(recipe)
 
 
@@ -195,41 +194,11 @@ def load_config(name_or_path: str | Path | dict, overrides: list[str] | None = N
 
 
 def as_config(recipe):
-    """The typed configuration (``asclab.schema.RecipeConfig``) of ``recipe``: itself when it is
+    """The typed configuration (``asclab.config.RecipeConfig``) of ``recipe``: itself when it is
     one already, else the (merged) recipe dict validated. Consumers take either, so a caller
     that holds the typed configuration passes it on instead of the dict being parsed again."""
-    from asclab.schema import RecipeConfig
-
     return recipe if isinstance(recipe, RecipeConfig) else validate(recipe)
 
 
 def dump_recipe(recipe: dict) -> str:
     return yaml.safe_dump(recipe, sort_keys=False)
-
-
-def build_named(table: Mapping[str, Callable], cfg: Mapping[str, Any], what: str, *args: Any,
-                defaults: Mapping[str, Any] | None = None, **fixed: Any) -> Any:
-    """``table[cfg["name"]](*args, **fixed, **rest_of_cfg)``: the one way a recipe block
-    (augmentation, loss, schedule) becomes an object. Unknown names and keys are a
-    ConfigError listing what is known; ``defaults`` fill parameters the class takes
-    and the recipe leaves out; ``args``/``fixed`` are the caller's, not the recipe's."""
-    if not isinstance(cfg, Mapping) or "name" not in cfg:
-        raise ConfigError(f"each {what} entry must be a mapping with a 'name', got {cfg!r}")
-    kwargs = dict(cfg)
-    name = kwargs.pop("name")
-    if name not in table:
-        raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
-    cls = table[name]
-    params = list(inspect.signature(cls).parameters)
-    caller = set(params[:len(args)]) | set(fixed) | {"self", "args", "kwargs"}
-    known = [p for p in params if p not in caller]
-    unknown = sorted(set(kwargs) - set(known))
-    if unknown:
-        raise ConfigError(f"{what} {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    for key, value in (defaults or {}).items():
-        if key in known:
-            kwargs.setdefault(key, value)
-    try:
-        return cls(*args, **fixed, **kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{what} {name!r}: {e}") from None

@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from asclab.config import build_named
 from asclab.errors import ConfigError
+from asclab.registry import Registry
 
 
 def _optimizer_lr(optimizer: Optimizer) -> float:
@@ -268,20 +268,19 @@ class Cosine(EpochSchedule):
         return _cosine(frac, self.lr, self.lr_min)
 
 
-SCHEDULES: dict[str, type[EpochSchedule]] = {
-    "constant": Constant,
-    "warm_restart_cosine": WarmRestartCosine,
-    "warm_restarts": WarmRestartCosine,
-    "cosine_decay_restarts": WarmRestartCosine,
-    "cosine_restarts": WarmRestartCosine,
-    "three_phase": ThreePhaseExponential,
-    "exponential_decay": ExponentialDecay,
-    "exponential": ExponentialDecay,
-    "inverse_time_decay": InverseTimeDecay,
-    "linear_decay": LinearDecay,
-    "linear": LinearDecay,
-    "cosine": Cosine,
-}
+SCHEDULES: Registry[type[EpochSchedule]] = Registry("lr schedule")
+SCHEDULES.add("constant", Constant)
+SCHEDULES.add("warm_restart_cosine", WarmRestartCosine)
+SCHEDULES.add("warm_restarts", WarmRestartCosine)
+SCHEDULES.add("cosine_decay_restarts", WarmRestartCosine)
+SCHEDULES.add("cosine_restarts", WarmRestartCosine)
+SCHEDULES.add("three_phase", ThreePhaseExponential)
+SCHEDULES.add("exponential_decay", ExponentialDecay)
+SCHEDULES.add("exponential", ExponentialDecay)
+SCHEDULES.add("inverse_time_decay", InverseTimeDecay)
+SCHEDULES.add("linear_decay", LinearDecay)
+SCHEDULES.add("linear", LinearDecay)
+SCHEDULES.add("cosine", Cosine)
 
 
 def build_scheduler(optimizer: Optimizer, cfg: Mapping[str, Any] | None, epochs: int,
@@ -302,7 +301,7 @@ def build_scheduler(optimizer: Optimizer, cfg: Mapping[str, Any] | None, epochs:
     if "warmup_steps" in cfg:
         if "warmup_epochs" in cfg:
             raise ConfigError("schedule: give warmup_steps or warmup_epochs, not both")
-        table_cls = SCHEDULES.get(cfg.get("name"))
+        table_cls = SCHEDULES.get(cfg["name"]) if cfg.get("name") in SCHEDULES else None
         if table_cls is not None and "warmup_epochs" not in inspect.signature(table_cls).parameters:
             raise ConfigError(f"lr schedule {cfg.get('name')!r} has no warm-up; warmup_steps is not one of its keys")
         steps = float(data_steps_per_epoch or steps_per_epoch)
@@ -310,5 +309,5 @@ def build_scheduler(optimizer: Optimizer, cfg: Mapping[str, Any] | None, epochs:
         if not isinstance(warmup_steps, (int, float)) or warmup_steps < 0:
             raise ConfigError(f"schedule.warmup_steps must be a non-negative number, got {warmup_steps!r}")
         cfg["warmup_epochs"] = float(warmup_steps) / steps
-    return build_named(SCHEDULES, cfg, "lr schedule", optimizer,
-                       defaults={"total_epochs": epochs}, steps_per_epoch=steps_per_epoch)
+    return SCHEDULES.build(cfg, optimizer,
+                           defaults={"total_epochs": epochs}, steps_per_epoch=steps_per_epoch)
