@@ -115,7 +115,7 @@ def test_tensorboard_logger_beside_the_csv_log(tmp_path):
 
 
 def test_cli_logger_flag_becomes_the_recipe_key():
-    from asclab.cli import _overrides, build_parser
+    from asclab.cli.parser import _overrides, build_parser
 
     args = build_parser().parse_args(["train", "quickstart", "--data", "d", "--out", "o", "--logger", "tensorboard"])
     assert "train.logger=tensorboard" in _overrides(args)

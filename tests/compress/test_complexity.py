@@ -262,7 +262,7 @@ def test_paper_inputs_agree_with_the_papers_recipes():
 
 
 def test_complexity_targets_measure_models_at_their_paper_input(one_torch_thread):
-    from asclab.api import complexity_targets
+    from asclab.workflows.complexity import complexity_targets
     from asclab.config import load_recipe
 
     reps = complexity_targets(["two_path_resnet_2020", "shared_resnet_ssn", "quickstart"])

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from asclab.api import complexity_targets, train_run
+from asclab.workflows.complexity import complexity_targets
+from asclab.workflows.train import train_run
 from asclab.cli import main
 from asclab.compress.qat import float_architecture, is_int8, prepare_qat, convert_int8
 from asclab.config import load_recipe

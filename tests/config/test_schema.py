@@ -201,8 +201,8 @@ def test_train_run_parses_its_recipe_once_and_hands_the_typed_config_down(tmp_pa
     """Each recipe file is read once per training (not once per stop on the way to the model),
     and fit receives the RecipeConfig parsed from it."""
     import asclab.config.recipes as config
-    import asclab.train.fit as fit_module
-    from asclab.api import train_run
+    import asclab.workflows.train as fit_module  # train_run calls the fit it imported
+    from asclab.workflows.train import train_run
     from asclab.data.synth import make_synthetic_dataset
 
     data = tmp_path / "synth"
@@ -224,7 +224,7 @@ def test_train_run_parses_its_recipe_once_and_hands_the_typed_config_down(tmp_pa
 def test_typed_tta_block_gives_the_builders_the_recipe_mappings():
     """evaluate reads inference.tta/tta_augment typed (asclab.api.inference_settings); the
     mappings handed to the augmentation builders are the recipe's own."""
-    from asclab.api import inference_settings, tta_augment_mapping
+    from asclab.workflows.evaluate import inference_settings, tta_augment_mapping
 
     recipe, cfg = load_config("horvath2021_mnv2_arcface")
     assert tta_augment_mapping(cfg.inference.tta_augment) == recipe["inference"]["tta_augment"]

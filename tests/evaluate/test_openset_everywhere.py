@@ -11,14 +11,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from asclab.api import evaluate_run, predict_files
+from asclab.workflows.evaluate import evaluate_run
+from asclab.workflows.predict import predict_files
 from asclab.data.records import Record
 from asclab.errors import ConfigError
 from asclab.evaluate.openset import OpenSetRule, decide, decision_logits, stored_rule, tune_weight
 from asclab.export import dcase_api
 from asclab.features.config import FeatureConfig
 from asclab.models import create_model
-from asclab.submit import write_submission
+from asclab.workflows.submit import write_submission
 from asclab.train.checkpoint import ModelFile, save_model_file
 
 CLASSES = ["airport", "bus", "unknown"]

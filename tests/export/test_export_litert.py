@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from asclab.api import train_run
+from asclab.workflows.train import train_run
 from asclab.cli import main
 from asclab.export.litert_export import litert_available
 from conftest import shared_data
@@ -89,7 +89,7 @@ def test_static_int8_onnx_is_calibrated_and_checked_on_real_clips(float_run, cap
 
 
 def test_deploy_report_measures_every_backend(float_run, tmp_path):
-    from asclab.export.deploy_report import deploy_report
+    from asclab.workflows.deploy_report import deploy_report
 
     data = Path(load_model_data(float_run))
     out = tmp_path / "report"

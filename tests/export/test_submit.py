@@ -16,7 +16,7 @@ from asclab.data.synth import make_synthetic_dataset
 from asclab.errors import ComplexityError
 from asclab.features.config import FeatureConfig
 from asclab.models import create_model
-from asclab.submit import evaluation_files, write_submission
+from asclab.workflows.submit import evaluation_files, write_submission
 from asclab.train.checkpoint import ModelFile, save_model_file
 
 FEATURES = FeatureConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=64)

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asclab.api import classify_recordings
+from asclab.workflows.predict import classify_recordings
 from asclab.cli import main
 from asclab.data.sinc_resample import sinc_kernel, sinc_resample
 from asclab.errors import CheckpointError
@@ -177,7 +177,7 @@ def test_sys4_wav_in_other_formats_gives_same_decision(sys4_model, tmp_path, one
 # ---- fine-tuning from an imported model -----------------------------------------------------
 
 def test_train_init_from_an_imported_model_with_a_new_head(tmp_path, one_torch_thread, capsys):
-    from asclab.api import train_run
+    from asclab.workflows.train import train_run
     from asclab.config import load_recipe
     from asclab.train.init_from import init_from
     from conftest import tone_records
@@ -210,9 +210,9 @@ def test_train_init_from_an_imported_model_with_a_new_head(tmp_path, one_torch_t
 def test_sys4_evaluate_submit_and_export_a_device_model(sys4_model, tmp_path, one_torch_thread):
     """evaluate routes each record by its device (1-s crops: the reference's first_1s), submit uses
     whole files and checks each device model against the 2025 rule, export writes one device's ONNX."""
-    from asclab.api import evaluate_run
+    from asclab.workflows.evaluate import evaluate_run
     from asclab.export.onnx_export import export_onnx
-    from asclab.submit import write_submission
+    from asclab.workflows.submit import write_submission
 
     ref = _real()
     import shutil

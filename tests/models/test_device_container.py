@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from asclab.api import complexity_targets
+from asclab.workflows.complexity import complexity_targets
 from asclab.evaluate.inference import Predictor
 from asclab.models import create_model
 from asclab.models.device_container import DeviceContainer
@@ -87,7 +87,7 @@ def test_submit_uses_the_listed_device_of_each_file(tmp_path, one_torch_thread):
     import numpy as np
     import soundfile as sf
 
-    from asclab.submit import write_submission
+    from asclab.workflows.submit import write_submission
 
     c = _container()
     model_cfg = {"name": "device_container", "base": {"name": "cp_mobile"}, "devices": ["a", "b"]}

@@ -24,7 +24,7 @@ from asclab.cli import main
 from asclab.data.classmaps import TAU_SCENES
 from asclab.features.config import FeatureConfig
 from asclab.models import create_model
-from asclab.runs import RunLock
+from asclab.workflows.run_folder import RunLock
 from asclab.train.checkpoint import ModelFile, save_model_file
 
 RATE = 16000
@@ -825,18 +825,18 @@ def test_skip_policy_counts_lists_and_reports_in_every_command(env, tmp_path, ca
 
 
 def test_classes_come_from_classes_txt_or_the_labels_with_single_clips_reported(tmp_path, capsys):
-    from asclab.api import open_data
-    from asclab.config import load_recipe
+    from asclab.data.open import open_data
+    from asclab.config import load_config, load_recipe
 
     root = tmp_path / "man"
     for i in range(3):
         _clip(root / f"c{i}.wav", seed=i)
     (root / "manifest.csv").write_text("path,label,split\nc0.wav,bus,train\nc1.wav,bus,test\nc2.wav,airport,train\n")
     recipe = load_recipe("quickstart")
-    assert open_data(root, recipe).classes == ["airport", "bus"]
+    assert open_data(root, load_config(recipe)[1].data).classes == ["airport", "bus"]
     assert "note: 1 class(es) with a single clip: airport" in capsys.readouterr().err
     (root / "classes.txt").write_text("tram\nbus\nairport\n")  # declared: its order, classes without clips kept
-    assert open_data(root, recipe).classes == ["tram", "bus", "airport"]
+    assert open_data(root, load_config(recipe)[1].data).classes == ["tram", "bus", "airport"]
     assert "single clip" not in capsys.readouterr().err
 
 

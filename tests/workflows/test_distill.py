@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from asclab.augment.mixing import CutMix, FreqMix, FreqMixStyle, Mixup, one_hot
 from asclab.cli import main
-from asclab.distill.cpjku_import import import_cpjku
-from asclab.distill.teacher_file import TeacherFile, clip_key, file_sha256
+from asclab.interop.cpjku_logits import import_cpjku
+from asclab.data.teacher_file import TeacherFile, clip_key, file_sha256
 from asclab.errors import ConfigError, DataError
 from asclab.losses import build_loss
 from asclab.losses.focal import FocalLoss

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from asclab.api import predict_files, train_run
+from asclab.workflows.predict import predict_files
+from asclab.workflows.train import train_run
 from asclab.compress.prune import conv_sparsity
 from asclab.config import list_recipes, load_recipe
 from asclab.data import TAU_SCENES
@@ -67,7 +68,7 @@ def shortening(name: str) -> list[str]:
 
 def random_teacher_file(data: Path, out: Path) -> Path:
     from asclab.data import open_dataset
-    from asclab.distill.teacher_file import TeacherFile, clip_key
+    from asclab.data.teacher_file import TeacherFile, clip_key
 
     index = open_dataset(data)
     keys = [clip_key(r.path, index.root) for r in index.records]

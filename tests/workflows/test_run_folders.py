@@ -1,4 +1,4 @@
-"""Run folders that tell the truth (asclab.runs): an exclusive lock on ``--out``, nothing
+"""Run folders that tell the truth (asclab.workflows.run_folder): an exclusive lock on ``--out``, nothing
 written before the recipe and data validate, no half run after an early failure."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from asclab.errors import AsclabError
-from asclab.runs import RunLock, claim_run_folder, lock_path, refuse_if_held
+from asclab.workflows.run_folder import RunLock, claim_run_folder, lock_path, refuse_if_held
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_second_training_on_one_out_is_refused_and_the_first_finishes(tiny_set, 
 def test_an_interrupted_teachers_folder_is_a_run_and_its_trained_members_are_kept(tmp_path):
     """``asclab teachers --out``: member runs (``members/NAME``, per fold ``foldK/members/NAME``)
     make the folder an asclab run (a rerun reuses them); a bare ``members/`` does not."""
-    from asclab.runs import check_out_folder, is_asclab_run
+    from asclab.workflows.run_folder import check_out_folder, is_asclab_run
 
     plain, folds, bare = tmp_path / "plain", tmp_path / "folds", tmp_path / "bare"
     (plain / "members" / "t1").mkdir(parents=True)
@@ -126,7 +126,7 @@ def test_an_interrupted_teachers_folder_is_a_run_and_its_trained_members_are_kep
 
 
 def test_out_below_a_file_is_refused_before_anything_is_written(tmp_path):
-    from asclab.runs import check_out_folder
+    from asclab.workflows.run_folder import check_out_folder
 
     (tmp_path / "file").write_text("a file")
     with pytest.raises(AsclabError, match=r"cannot create this --out folder \(.*file is a file, not a folder\)"):
@@ -136,7 +136,7 @@ def test_out_below_a_file_is_refused_before_anything_is_written(tmp_path):
 
 
 def test_resume_parses_the_recorded_recipe_once_and_hands_on_the_typed_config(tmp_path, monkeypatch):
-    import asclab.api as api
+    import asclab.workflows.train as api
     import asclab.config.recipes as schema
 
     run = tmp_path / "run"
@@ -162,6 +162,7 @@ def test_sigterm_removes_the_temporary_file_of_a_write_in_progress(tmp_path, mon
     import signal
 
     from asclab import cli
+    from asclab.cli import run as cli_main
     from asclab.io import atomic_path
 
     target = tmp_path / "out.csv"
@@ -175,7 +176,8 @@ def test_sigterm_removes_the_temporary_file_of_a_write_in_progress(tmp_path, mon
             time.sleep(5)  # the handler raises before this ends
         return 0
 
-    monkeypatch.setitem(cli.COMMANDS, "recipes", slow_write)
+    real_command = cli_main.command
+    monkeypatch.setattr(cli_main, "command", lambda name: slow_write if name == "recipes" else real_command(name))
     before = signal.getsignal(signal.SIGTERM)
     t0 = time.time()
     assert cli.main(["recipes"]) == 143

@@ -39,8 +39,10 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
+from torch.ao.quantization import get_default_qat_qconfig_mapping
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 
-from asclab.errors import ConfigError
+from asclab.errors import CheckpointError, ConfigError
 
 BACKENDS = ("x86", "fbgemm", "qnnpack")
 INFO_KEY = "quantization"  # ModelFile.extra key
@@ -70,9 +72,6 @@ def _check_backend(backend: str) -> str:
 
 def prepare_qat(model: nn.Module, example_shape: tuple[int, ...], backend: str = "x86") -> nn.Module:
     """A fake-quantised, trainable copy of ``model`` (FX graph mode, ``backend``'s default QAT qconfig)."""
-    from torch.ao.quantization import get_default_qat_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import prepare_qat_fx
-
     if hasattr(model, "model_for_device"):
         raise ConfigError("workflow stage qat: device containers (device_specific) cannot be quantised")
     _check_backend(backend)
@@ -95,8 +94,6 @@ def prepare_qat(model: nn.Module, example_shape: tuple[int, ...], backend: str =
 
 def convert_int8(prepared: nn.Module) -> nn.Module:
     """The int8 model of a fake-quantised one (eval mode, CPU)."""
-    from torch.ao.quantization.quantize_fx import convert_fx
-
     info = prepared.__dict__.get(_INFO)
     if info is None:
         raise ConfigError("convert_int8 needs a model from prepare_qat")
@@ -112,8 +109,6 @@ def convert_int8(prepared: nn.Module) -> nn.Module:
 def rebuild_int8(model: nn.Module, info: dict, state: dict) -> nn.Module:
     """The int8 model a model file stores: ``model`` (the float architecture, fresh) prepared and
     converted like the trained one, then the stored int8 state loaded into it."""
-    from asclab.errors import CheckpointError
-
     if info.get("dtype") != "int8" or info.get("method") not in ("qat",):
         raise CheckpointError(f"unknown quantisation in the model file: {info!r}")
     with torch.no_grad():  # its weights are not stored: for the counts, every parameter is non-zero

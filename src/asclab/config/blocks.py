@@ -10,8 +10,18 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field
 from typing import Literal
 
-from asclab.config.checker import (EmptyList, LossBlock, MelPowerAugBlock, MixBlock, ModelBlock, OptimBlock,
-                                   ScheduleBlock, SpecAugBlock, WaveAugBlock, spec)
+from asclab.config.checker import (
+    EmptyList,
+    LossBlock,
+    MelPowerAugBlock,
+    MixBlock,
+    ModelBlock,
+    OptimBlock,
+    ScheduleBlock,
+    SpecAugBlock,
+    WaveAugBlock,
+    spec,
+)
 from asclab.features.config import FeatureConfig
 
 
@@ -53,7 +63,7 @@ class DataConfig:
     classes: list[str] | None = None  # the class list (a manifest may declare it in classes.txt)
     allow_outside: bool = False  # listed files may resolve outside the data folder (asclab.data.index)
     validation: ValidationConfig | None = None  # the only split train.keep: best and openset tuning use
-    teacher_logits: str | None = None  # teacher file for loss kd; "{fold}" -> test_fold (asclab.distill.targets)
+    teacher_logits: str | None = None  # teacher file for loss kd; "{fold}" -> test_fold (asclab.data.teacher_targets)
     teacher_verify: bool = False  # re-hash every training file against the teacher file's sha256
     expect_rate: int | None = spec(None, lo=1)  # Hz every listed file must have (a wrong rate is an error); None: any, resampled
 

@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Callable, Literal, Union
 
-from asclab.augment.build import BATCH_MIXES, MEL_POWER_AUGMENTS, SPEC_AUGMENTS, WAVEFORM_AUGMENTS
+from asclab.augment.build import (
+    BATCH_MIXES,
+    MEL_POWER_AUGMENTS,
+    SPEC_AUGMENTS,
+    WAVEFORM_AUGMENTS,
+)
 from asclab.errors import ConfigError
 from asclab.features.config import FeatureConfig
 from asclab.losses.build import LOSSES
@@ -24,6 +29,7 @@ from asclab.models import MODELS
 from asclab.optim.optimizers import COMMON_KEYS, OPTIMIZERS
 from asclab.optim.schedules import SCHEDULES
 from asclab.registry import Registry
+
 
 def spec(default: Any = None, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
          factory: Callable[[], Any] | None = None) -> Any:

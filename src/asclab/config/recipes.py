@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from asclab.config.blocks import RecipeConfig
+from asclab.config.checker import parse_block
 from asclab.config.validate import validate_recipe
 from asclab.errors import ConfigError
 
@@ -202,3 +203,9 @@ def as_config(recipe):
 
 def dump_recipe(recipe: dict) -> str:
     return yaml.safe_dump(recipe, sort_keys=False)
+
+
+def typed_block(cls: type, recipe: dict | None, name: str):
+    """One block of a recipe dict (a model file's stored recipe) checked and typed, e.g.
+    ``typed_block(DataConfig, mf.recipe, "data")``; an absent block gives the defaults."""
+    return parse_block(cls, copy.deepcopy((recipe or {}).get(name) or {}), name)

@@ -7,7 +7,15 @@ from typing import Any
 
 from asclab.compress.complexity import CHALLENGE_LIMITS
 from asclab.config.blocks import AugmentConfig, RecipeConfig, TrainConfig
-from asclab.config.checker import LossBlock, MixBlock, OptimBlock, ScheduleBlock, _show, parse_block, parse_named
+from asclab.config.checker import (
+    LossBlock,
+    MixBlock,
+    OptimBlock,
+    ScheduleBlock,
+    _show,
+    parse_block,
+    parse_named,
+)
 from asclab.data.classmaps import CLASS_MAPS
 from asclab.errors import ConfigError
 from asclab.features.config import FeatureConfig

@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from asclab.data.sinc_resample import sinc_resample_np
 from asclab.errors import ConfigError, DataError
 
 CHANNEL_POLICIES = ("mono", "stereo")
@@ -106,7 +107,6 @@ def load_audio(
     x = _apply_policy(x, channels, path)
     rate_out = sample_rate or rate_in
     if rate_out != rate_in and resampler == "sinc_hann":
-        from asclab.data.sinc_resample import sinc_resample_np
         x = sinc_resample_np(np.ascontiguousarray(x.T), rate_in, rate_out).T
     elif rate_out != rate_in:
         x = soxr.resample(x, rate_in, rate_out, quality=RESAMPLE_QUALITY)

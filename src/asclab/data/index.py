@@ -9,7 +9,9 @@ from typing import Mapping, Sequence
 
 from asclab.data.classmaps import CLASS_MAPS, TASK1B_3CLASS, TAU_SCENES
 from asclab.data.dcase2024 import available_splits, read_dcase2024, resolve_split
-from asclab.data.dcase2025 import SPLIT_NAME as DCASE2025, TRAIN_SPLIT as DCASE2025_TRAIN, read_dcase2025
+from asclab.data.dcase2025 import SPLIT_NAME as DCASE2025
+from asclab.data.dcase2025 import TRAIN_SPLIT as DCASE2025_TRAIN
+from asclab.data.dcase2025 import read_dcase2025
 from asclab.data.folders import ESC_FOLD_PATTERN, read_class_folders
 from asclab.data.group_folds import assign_group_folds, group_folds_from_config
 from asclab.data.manifest import read_manifest

@@ -27,7 +27,12 @@ import numpy as np
 import soundfile as sf
 
 from asclab.data.index import SYNTHETIC_MARKER, DatasetIndex, is_synthetic, open_dataset
-from asclab.data.synth_devices import DEVICES, TEST_ONLY_DEVICES, TRAIN_DEVICES, apply_device
+from asclab.data.synth_devices import (
+    DEVICES,
+    TEST_ONLY_DEVICES,
+    TRAIN_DEVICES,
+    apply_device,
+)
 from asclab.data.synth_sources import RECIPES, draw_location, render_scene
 from asclab.data.tables import write_table
 from asclab.errors import ConfigError, DataError

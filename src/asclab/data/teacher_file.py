@@ -12,7 +12,7 @@ and as attributes the format tag, the class order (JSON), the members (run, reci
 name and recipe YAML, JSON), the clip length and the data folder. A training run
 looks clips up by key, so shuffling, cropping and subsampling cannot misalign
 them; a file lacking a training clip or listing the classes in another order is
-refused with one line naming it (``asclab.distill.targets``).
+refused with one line naming it (``asclab.data.teacher_targets``).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import h5py
 import numpy as np
 
 from asclab.errors import DataError
@@ -89,8 +90,6 @@ class TeacherFile:
 
     def write(self, path: str | Path) -> Path:
         """Write atomically (a temporary file beside ``path``, renamed into place)."""
-        import h5py
-
         path = Path(path)
         text = h5py.string_dtype("utf-8")
         with atomic_path(path, suffix=".h5") as tmp:
@@ -110,7 +109,6 @@ class TeacherFile:
 
     @classmethod
     def read(cls, path: str | Path) -> "TeacherFile":
-        import h5py
 
         path = Path(path)
         if not path.is_file():

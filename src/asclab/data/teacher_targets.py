@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from asclab.data.records import Record
-from asclab.distill.teacher_file import TeacherFile, clip_key, file_sha256
+from asclab.data.teacher_file import TeacherFile, clip_key, file_sha256
 from asclab.errors import ConfigError, DataError
 
 

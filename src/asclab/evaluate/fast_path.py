@@ -27,6 +27,8 @@ import warnings
 
 import numpy as np
 import torch
+import torch.fx
+from torch.fx.experimental.optimization import fuse
 from torch import nn
 
 TOLERANCE = 1e-5  # largest |logit difference| / max(1, |logit|) accepted
@@ -42,9 +44,7 @@ def fused_for_inference(model: nn.Module, example: torch.Tensor) -> nn.Module | 
     if model.training or not _count_bn(model):
         return None
     try:
-        import torch.fx
-        from torch.fx.experimental.optimization import fuse
-
+        
         fused = fuse(torch.fx.symbolic_trace(copy.deepcopy(model)), inplace=True).eval()
         with torch.inference_mode():
             ref, got = model(example).float(), fused(example).float()
@@ -70,7 +70,7 @@ class OnnxNetwork:
         self.sessions: dict[int, object] = {}
 
     def session(self, threads: int | None = None):
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional heavy dependency: loaded only when an ONNX session runs
 
         n = max(1, int(threads or torch.get_num_threads()))
         if n not in self.sessions:

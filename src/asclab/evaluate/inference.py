@@ -4,24 +4,35 @@ augmentation (Horvath 2021 sec. 4), ensembles by softmax averaging
 open-set decision (McDonnell & Gao 2019 sec. 3.7, task 1c)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from asclab.augment import build_spec_augment, build_waveform_augment
-from asclab.compress.qat import INFO_KEY as QAT_INFO_KEY, rebuild_int8
+from asclab.compress.qat import INFO_KEY as QAT_INFO_KEY
+from asclab.compress.qat import rebuild_int8
 from asclab.data import load_audio
 from asclab.data.audio import check_not_near_empty
 from asclab.data.records import Record, naming_row
 from asclab.errors import AsclabError
+from asclab.evaluate.fast_path import fused_for_inference, onnx_network
+from asclab.evaluate.openset import (
+    TUNE_WEIGHTS,
+    OpenSetRule,
+    decide,
+    stored_rule,
+    tune_weight,
+)
 from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
-from asclab.evaluate.openset import TUNE_WEIGHTS, OpenSetRule, decide, stored_rule, tune_weight
+from asclab.features.extractor import feature_shape
 from asclab.models import create_model
+from asclab.models.device_container import DeviceContainer
 from asclab.train.checkpoint import ModelFile, load_model_file
 
 
@@ -73,11 +84,6 @@ class Predictor:
         norms or running the network in onnxruntime is exact on this model's feature shape
         (``asclab.evaluate.fast_path``); None otherwise (then ``model`` runs as it is).
         ``ASCLAB_INFERENCE=torch`` keeps the network in torch."""
-        import os
-
-        from asclab.evaluate.fast_path import fused_for_inference, onnx_network
-        from asclab.features.extractor import feature_shape
-
         if hasattr(self.model, "model_for_device"):
             return None
         seconds = self.duration or 1.0
@@ -111,9 +117,6 @@ class Predictor:
     def for_device(self, device_id: str | None) -> "Predictor":
         """This predictor with the model of ``device_id`` (a device container's member; the general
         model for an unknown id; a single model serves every device)."""
-        from dataclasses import replace
-
-        from asclab.models.device_container import DeviceContainer
         if not isinstance(self.model, DeviceContainer):
             return self
         return replace(self, model=self.model.model_for_device(device_id))

@@ -34,7 +34,13 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from asclab.data.audio import audio_info, check_not_near_empty, iter_audio_blocks
+from asclab.data.audio import (
+    audio_info,
+    check_not_near_empty,
+    iter_audio_blocks,
+    load_audio,
+)
+from asclab.data.sinc_resample import sinc_resample_np
 from asclab.errors import AsclabError, ConfigError, DataError
 from asclab.evaluate.openset import OpenSetRule, decide
 from asclab.io import write_text
@@ -168,14 +174,12 @@ def iter_windows(path: str | Path, windowing: Windowing) -> Iterator[tuple[float
     duration = info.duration
     sinc = windowing.resampler == "sinc_hann"
     if windowing.whole_file:
-        from asclab.data.audio import load_audio
         yield 0.0, load_audio(path, windowing.sample_rate, windowing.channels, resampler=windowing.resampler)
         return
     for start, wave in iter_audio_blocks(path, None if sinc else windowing.sample_rate, windowing.channels,
                                          block_seconds=windowing.window, hop_seconds=windowing.hop_seconds):
         if windowing.keeps(start, duration):
             if sinc:  # cut at the file's own rate, then resample the window (as a 1-s TAU clip is)
-                from asclab.data.sinc_resample import sinc_resample_np
                 wave = sinc_resample_np(wave, info.sample_rate, windowing.sample_rate)
             yield start, wave
 
@@ -264,7 +268,7 @@ def classify_files(
 def torch_probs_fn(predictor, tta: int = 0, tta_augment: dict | None = None) -> ProbsFn:
     """Wrap an ``asclab.evaluate.inference.Predictor`` as a numpy ``probs_fn``
     (without TTA it returns ``(probs, logits)``, so results carry the logits)."""
-    import torch  # imported here: the rest of this module runs without torch
+    import torch  # optional here: the torch-free ONNX predictor windows files through this module
 
     def fn(batch: np.ndarray):
         waves = torch.from_numpy(np.ascontiguousarray(batch))

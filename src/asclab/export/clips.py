@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asclab.config import DataConfig, typed_block
+from asclab.data import open_dataset
+from asclab.data.open import open_data
 from asclab.errors import AsclabError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -31,11 +34,8 @@ def clip_paths(source: str | Path, *, split: str = "train", limit: int | None = 
     if root.is_dir():
         try:
             if recipe is not None and split == "train":
-                from asclab.api import open_data
-
-                index = open_data(root, recipe)
+                index = open_data(root, typed_block(DataConfig, recipe, "data"))
             else:
-                from asclab.data import open_dataset
 
                 index = open_dataset(root)
             records = list(index.train) if split == "train" else []

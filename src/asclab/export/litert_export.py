@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asclab.compress.complexity import CHALLENGE_LIMITS
 from asclab.errors import AsclabError, ConfigError
 from asclab.evaluate.inference import Predictor
 from asclab.export.clips import clip_features, clip_paths, model_seconds
@@ -80,7 +81,7 @@ def litert_available() -> str | None:
 
 
 def convert_fp32(model: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
-    import litert_torch
+    import litert_torch  # optional extra asclab[litert]: loaded only for LiteRT export
 
     with _quiet():
         edge = litert_torch.convert(model.eval(), (torch.zeros(shape),))
@@ -88,7 +89,7 @@ def convert_fp32(model: torch.nn.Module, shape: tuple[int, ...], path: Path) -> 
 
 
 def _quantize(src: Path, dst: Path, recipe, calibration: np.ndarray | None) -> None:
-    from ai_edge_quantizer import quantizer
+    from ai_edge_quantizer import quantizer  # optional extra asclab[litert]: loaded only for LiteRT export
 
     with _quiet():
         qt = quantizer.Quantizer(str(src), recipe)
@@ -108,7 +109,7 @@ def _fp16_recipe() -> list[dict]:
 
 
 def open_interpreter(path: Path, threads: int = 1):
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # optional extra asclab[litert]: loaded only for LiteRT export
 
     with _quiet():
         it = Interpreter(model_path=str(path), num_threads=threads)
@@ -139,7 +140,6 @@ def run_interpreter(it, x: np.ndarray) -> np.ndarray:
 
 
 def _limit(pred: Predictor):
-    from asclab.compress.complexity import CHALLENGE_LIMITS
 
     key = ((pred.meta.recipe or {}).get("compress") or {}).get("limit") or DEFAULT_LIMIT
     return next((lim for lim in CHALLENGE_LIMITS if lim.key == key), CHALLENGE_LIMITS[-1])
@@ -205,7 +205,7 @@ def export_litert(ckpt: str | Path, out: str | Path | None = None, *, fp16: bool
             _quantize(ref, dst, _fp16_recipe(), None)
             variants.append(("fp16", out.with_name(out.stem + ".fp16.tflite"), dst))
         if int8:
-            from ai_edge_quantizer import recipe
+            from ai_edge_quantizer import recipe  # optional extra asclab[litert]: loaded only for LiteRT export
 
             source_dir = calib_data or (pred.meta.data_summary or {}).get("data")
             if not source_dir or not Path(source_dir).exists():

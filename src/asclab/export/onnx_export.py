@@ -46,6 +46,8 @@ fp32 file and, given validation data, the accuracy change.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import io
 import json
 import logging
@@ -59,9 +61,11 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from asclab.data import open_dataset
 from asclab.errors import AsclabError, ConfigError
 from asclab.evaluate.inference import Predictor
 from asclab.evaluate.longform import Windowing, classify_files
+from asclab.export.clips import clip_features, clip_paths, model_seconds
 from asclab.export.frontend import ExportableFeatures
 from asclab.export.onnx_predictor import METADATA_KEY, ONNX_FORMAT, softmax
 from asclab.io import atomic_path, write_json
@@ -145,9 +149,6 @@ def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: 
 def _one_network(pred: Predictor, device: str | None) -> Predictor:
     """The predictor of one network in float32: a device container's member for ``device`` (the general
     model for None or an unknown id); fp16 weights upcast exactly (``--fp16`` writes the fp16 variant)."""
-    import copy
-    import dataclasses
-
     chosen = pred.for_device(device)
     if chosen.model is pred.model and chosen.precision == "fp32":
         return pred
@@ -287,7 +288,7 @@ def _fold_identity_weights(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _int8_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # optional heavy dependency: loaded only when an ONNX session runs
 
     with tempfile.TemporaryDirectory() as tmp, _quiet(), _no_root_warnings():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
@@ -300,8 +301,6 @@ def _int8_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _calibration_features(pred: Predictor, calib_data: str | Path | None) -> np.ndarray:
     """Features of up to 32 training clips (``asclab.export.clips``) for static quantisation."""
-    from asclab.export.clips import clip_features, clip_paths, model_seconds
-
     source = calib_data or (pred.meta.data_summary or {}).get("data")
     if not source or not Path(source).exists():
         raise ConfigError("--int8-static needs training clips to calibrate on: pass --calib-data DIR "
@@ -311,7 +310,12 @@ def _calibration_features(pred: Predictor, calib_data: str | Path | None) -> np.
 
 def _int8_static(model: onnx.ModelProto, calib: np.ndarray) -> onnx.ModelProto:
     """QDQ static int8 of the network graph (input ``features``), calibrated on ``calib``."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (  # optional heavy dependency: loaded only when an ONNX session runs
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -332,8 +336,6 @@ def _int8_static(model: onnx.ModelProto, calib: np.ndarray) -> onnx.ModelProto:
 @torch.no_grad()
 def _real_clip_check(files: list[ExportedFile], pred: Predictor, input_kind: str, source: str | Path) -> None:
     """Every file against the torch model on real clips: largest difference, top-1 agreement."""
-    from asclab.export.clips import clip_paths, model_seconds
-
     paths = clip_paths(source, split="all", limit=32)
     n = int(round(model_seconds(pred) * pred.fcfg.sample_rate))
     waves = []
@@ -412,7 +414,7 @@ def _check_inputs(pred: Predictor, input_kind: str, window: float, n: int, seed:
 
 
 def _session(path: Path):
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional heavy dependency: loaded only when an ONNX session runs
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -443,8 +445,6 @@ def _max_diff_vs_torch(path: Path, pred: Predictor, input_kind: str, inputs: lis
 def _validate(files: list[ExportedFile], pred: Predictor, input_kind: str, val_data: str | Path,
               progress: bool) -> dict:
     """Accuracy of every exported file on labelled audio (windowed like ``asclab predict``)."""
-    from asclab.data import open_dataset
-
     index = open_dataset(val_data)
     try:
         records = [r for r in index.test if r.label is not None]

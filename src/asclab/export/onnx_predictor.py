@@ -51,7 +51,7 @@ class OnnxPredictor:
 
     def __init__(self, onnx_path: str | Path, *, hop: float | None = None, batch_size: int = 16,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional heavy dependency: loaded only when an ONNX session runs
 
         self.path = Path(onnx_path)
         if not self.path.is_file():

@@ -2,7 +2,12 @@
 from asclab.features.cache import CachedFeatureDataset, FeatureCache, cache_key
 from asclab.features.config import FeatureConfig
 from asclab.features.delta import deltas
-from asclab.features.extractor import FeatureExtractor, feature_shape, frames_for, minmax01
+from asclab.features.extractor import (
+    FeatureExtractor,
+    feature_shape,
+    frames_for,
+    minmax01,
+)
 from asclab.features.median_hpss import hpss
 from asclab.features.mel import MelSpectrogram, log_mel, mel_filterbank, power_to_db
 

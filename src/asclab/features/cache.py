@@ -34,7 +34,13 @@ from torch.utils.data import Dataset
 from asclab.data.records import Record
 from asclab.errors import AsclabError, DataError
 from asclab.features.config import FeatureConfig
-from asclab.features.shards import DEFAULT_SHARD_SIZE, ShardReport, build_cache_file, exclusive_lock, verify_cache_file
+from asclab.features.shards import (
+    DEFAULT_SHARD_SIZE,
+    ShardReport,
+    build_cache_file,
+    exclusive_lock,
+    verify_cache_file,
+)
 
 CACHE_FORMAT_VERSION = 1
 _log = logging.getLogger(__name__)

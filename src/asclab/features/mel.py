@@ -25,11 +25,13 @@ from __future__ import annotations
 import functools
 import math
 
+import librosa
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from asclab.features.delta import blocked_ok
+from asclab.features.torchaudio_fb import torchaudio_mel_filterbank
 
 # A matmul call costs about as much as this many (filter x FFT-bin) products per
 # frame; the grouping trades wasted zeros against the number of calls.
@@ -56,8 +58,6 @@ def mel_filterbank(
     norm: str | None = "slaney",
 ) -> np.ndarray:
     """librosa's mel filterbank, shape (n_mels, 1 + n_fft // 2), float32."""
-    import librosa
-
     return librosa.filters.mel(
         sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, dtype=np.float32
     )
@@ -136,7 +136,6 @@ class MelSpectrogram(nn.Module):
         window[left : left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
         self.register_buffer("window", window.to(self.fft_dtype), persistent=False)
         if fb_formula == "torchaudio":  # the CPJKU baselines' filterbank (asclab.features.torchaudio_fb)
-            from asclab.features.torchaudio_fb import torchaudio_mel_filterbank
             fb = torchaudio_mel_filterbank(sample_rate, n_fft, n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm)
         else:
             fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=mel_norm)

@@ -36,7 +36,11 @@ from pathlib import Path
 
 import torch
 
+from asclab.data.sinc_resample import sinc_kernel
 from asclab.errors import CheckpointError
+from asclab.features.torchaudio_fb import torchaudio_mel_filterbank
+from asclab.models import create_model
+from asclab.train.checkpoint import ModelFile, _refusal, save_model_file
 
 TAU_CLASSES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
                "street_pedestrian", "street_traffic", "tram"]
@@ -62,7 +66,6 @@ def read_lightning_checkpoint(path: str | Path) -> dict:
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        from asclab.train.checkpoint import _refusal
         raise CheckpointError(f"{p}: {_refusal(str(exc))}") from None
     except Exception as exc:
         raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__})") from None
@@ -97,8 +100,6 @@ def _blocks_per_stage(keys: list[str]) -> tuple[int, ...]:
 
 def _convert_network(state: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
     """(asclab cp_mobile state dict, model config) for one CPJKU network's keys (prefix removed)."""
-    from asclab.models import create_model
-
     unknown = [k for k in state if _map_key(k) is None]
     if unknown:
         raise CheckpointError(f"{where}: keys that match no CP-Mobile layer: {', '.join(unknown[:4])}"
@@ -127,9 +128,6 @@ def _convert_network(state: dict[str, torch.Tensor], where: str) -> tuple[dict, 
 
 def _front_end(state: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
     """(features dict, provenance notes): derived from ``mel.*`` buffers where present."""
-    from asclab.data.sinc_resample import sinc_kernel
-    from asclab.features.torchaudio_fb import torchaudio_mel_filterbank
-
     feats = dict(BASELINE_FEATURES)
     notes: dict = {"hop_length": "documented baseline setting (not stored in the checkpoint)"}
     window = state.get("mel.1.spectrogram.window")
@@ -172,8 +170,6 @@ def import_cpjku(path: str | Path, *, precision: str | None = None):
     ``precision``: "fp16" or "fp32" for the stored weights and inference; default:
     the checkpoint's own (fp16 weights -> fp16 inference, as the DCASE 2025 packages run).
     """
-    from asclab.train.checkpoint import ModelFile
-
     p = Path(path)
     state = read_lightning_checkpoint(p)
     where = str(p)
@@ -243,8 +239,6 @@ def import_cpjku(path: str | Path, *, precision: str | None = None):
 
 def import_checkpoint(path: str | Path, out: str | Path, *, precision: str | None = None) -> dict:
     """``asclab import``: write the asclab model file for a CPJKU checkpoint; a summary."""
-    from asclab.train.checkpoint import save_model_file
-
     mf = import_cpjku(path, precision=precision)
     save_model_file(mf, out)
     return {"out": str(out), "layout": mf.data_summary["layout"], "devices": mf.devices,

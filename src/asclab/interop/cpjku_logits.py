@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
-from asclab.distill.teacher_file import TeacherFile, clip_key
+from asclab.data import open_dataset
+from asclab.data.teacher_file import TeacherFile, clip_key
 from asclab.errors import DataError
 
 
@@ -27,7 +29,6 @@ def load_tensor(path: str | Path) -> np.ndarray:
     if path.suffix == ".npy":
         arr = np.load(path, allow_pickle=False)
     else:
-        import torch
 
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -74,7 +75,6 @@ def first_mismatch(got: Sequence[str], want: Sequence[str], where: str) -> str |
 
 def import_cpjku(tensor: str | Path, meta_csv: str | Path, data_dir: str | Path, out: str | Path, *,
                  classes: Sequence[str] | None = None, column: str = "filename") -> dict:
-    from asclab.data import open_dataset
 
     logits = load_tensor(tensor)
     names = [Path(n).as_posix() for n in read_csv_filenames(meta_csv, column)]

@@ -32,9 +32,18 @@ from typing import Callable
 import numpy as np
 import torch
 
+from asclab.config import DataConfig, typed_block
+from asclab.data.open import open_data
 from asclab.errors import AsclabError
 from asclab.evaluate.inference import Predictor
 from asclab.export.clips import clip_features, model_seconds
+from asclab.export.litert_export import (
+    export_litert,
+    litert_available,
+    open_interpreter,
+    run_interpreter,
+)
+from asclab.export.onnx_export import export_onnx
 from asclab.io import atomic_path, write_json
 from asclab.train.checkpoint import resolve_checkpoint
 
@@ -72,7 +81,7 @@ def _torch_run(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _onnx_run(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional heavy dependency: loaded only when an ONNX session runs
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
@@ -83,7 +92,6 @@ def _onnx_run(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _litert_run(path: str) -> Callable[[np.ndarray], np.ndarray]:
-    from asclab.export.litert_export import open_interpreter, run_interpreter
 
     it = open_interpreter(Path(path), threads=1)
     return lambda x: run_interpreter(it, x)
@@ -107,7 +115,6 @@ def _torch_backends(pred: Predictor, qat: Predictor | None, qat_path: Path | Non
 
 
 def _onnx_backends(ckpt: Path, files_dir: Path, data: str | Path) -> list[Backend]:
-    from asclab.export.onnx_export import export_onnx
 
     r = export_onnx(ckpt, files_dir / "model.onnx", input_kind="features", fp16=True, int8=True,
                     int8_static=True, calib_data=data)
@@ -122,7 +129,6 @@ def _onnx_backends(ckpt: Path, files_dir: Path, data: str | Path) -> list[Backen
 
 
 def _litert_backends(ckpt: Path, files_dir: Path, data: str | Path, seconds: float) -> list[Backend]:
-    from asclab.export.litert_export import export_litert
 
     made = {}
     for secs in sorted({seconds, *LATENCY_SECONDS}):
@@ -154,9 +160,6 @@ def _latency_ms(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, repeats:
 def deploy_report(model: str | Path, data: str | Path, out: str | Path, *, qat: str | Path | None = None,
                   repeats: int = 10, max_clips: int | None = None, litert: bool = True) -> dict:
     """Measure every backend (see the module docstring) and write the report into ``out``."""
-    from asclab.api import open_data
-    from asclab.export.litert_export import litert_available
-
     torch.set_num_threads(1)
     ckpt = resolve_checkpoint(model)
     pred = Predictor.load(ckpt)
@@ -174,7 +177,7 @@ def deploy_report(model: str | Path, data: str | Path, out: str | Path, *, qat: 
     files_dir = out / "files"
     files_dir.mkdir(parents=True, exist_ok=True)
     seconds = model_seconds(pred)
-    index = open_data(data, pred.meta.recipe)
+    index = open_data(data, typed_block(DataConfig, pred.meta.recipe, "data"))
     records = [r for r in index.test if r.label in pred.classes]
     if max_clips is not None:
         records = records[:max_clips]
@@ -242,10 +245,10 @@ def format_markdown(report: dict) -> str:
 
 def plot_rows(rows: list[dict], path: Path) -> None:
     """Accuracy against file size, one point per backend: colour = precision, marker = runtime."""
-    import matplotlib
+    import matplotlib  # heavy: loaded only when the report plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: loaded only when the report plots
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = {"fp32": "tab:blue", "fp16": "tab:green", "int8 PTQ": "tab:orange", "int8 QAT": "tab:red"}

@@ -16,17 +16,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from asclab.config import dump_recipe
+from asclab.config import DataConfig, dump_recipe, typed_block
+from asclab.data.open import open_data
 from asclab.data.records import Record
-from asclab.distill.teacher_file import TeacherFile, clip_key, file_sha256
+from asclab.data.teacher_file import TeacherFile, clip_key, file_sha256
 from asclab.errors import AsclabError
+from asclab.evaluate.inference import Predictor, _stack
+from asclab.train.checkpoint import resolve_checkpoint
+from asclab.workflows.evaluate import ensemble_members
 
 
 def member_checkpoints(runs: Sequence[str | Path]) -> list[Path]:
     """Model files of the given runs; an ensemble run folder contributes each member."""
-    from asclab.api import ensemble_members
-    from asclab.train.checkpoint import resolve_checkpoint
-
     out: list[Path] = []
     for run in runs:
         members = ensemble_members(run)
@@ -42,7 +43,6 @@ def member_checkpoints(runs: Sequence[str | Path]) -> list[Path]:
 @torch.no_grad()
 def member_logits(predictor, records: Sequence[Record], duration: float | None, batch_size: int = 32,
                   progress: bool = True, desc: str = "logits") -> np.ndarray:
-    from asclab.evaluate.inference import _stack
 
     out = np.zeros((len(records), len(predictor.classes)), dtype=np.float32)
     bar = tqdm(total=len(records), desc=desc, unit="clip", disable=not progress, leave=False)
@@ -60,9 +60,6 @@ def compute_teacher_logits(runs: Sequence[str | Path], data_dir: str | Path, out
                            progress: bool = True) -> dict:
     """Write the teacher file ``out`` for every labelled training and test clip of ``data_dir``
     (the split of the first member's recipe, e.g. its ``data.test_fold``)."""
-    from asclab.api import open_data
-    from asclab.evaluate.inference import Predictor
-
     ckpts = member_checkpoints(runs)
     predictors = [Predictor.load(c) for c in ckpts]
     first = predictors[0]
@@ -70,7 +67,7 @@ def compute_teacher_logits(runs: Sequence[str | Path], data_dir: str | Path, out
         if p.classes != first.classes:
             raise AsclabError(f"{c}: its classes differ from those of {ckpts[0]}")
     recipe = first.meta.recipe or {}
-    index = open_data(data_dir, recipe)
+    index = open_data(data_dir, typed_block(DataConfig, recipe, "data"))
     if index.classes != first.classes:
         raise AsclabError(f"{data_dir}: the data set's classes differ from the teachers' ({ckpts[0]})")
     records = [r for r in list(index.train) + list(index.test) if r.label is not None]

@@ -3,6 +3,7 @@ git revision), so every number can be traced to the command that made it."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -13,6 +14,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator
+
+import lightning
+import numpy
+import torch
 
 from asclab import __version__
 from asclab.config import dump_recipe
@@ -31,9 +36,6 @@ def git_revision() -> str | None:
 
 
 def environment() -> dict:
-    import lightning
-    import numpy
-    import torch
     return {
         "asclab": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
         "lightning": lightning.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
@@ -108,8 +110,6 @@ def _holder(path: Path) -> str:
 
 def _flock_soon(fd: int, seconds: float = 1.0) -> bool:
     """Take an exclusive flock on ``fd``, trying for up to ``seconds``."""
-    import fcntl
-
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -214,7 +214,6 @@ def refuse_if_held(out_dir: str | Path | None) -> None:
     if not out_dir or any(os.environ.get(v, "0").strip() not in ("", "0") for v in rank_vars):
         return  # a DDP process other than rank 0 runs under the lock rank 0 holds
     check_out_folder(Path(out_dir))
-    import fcntl
 
     path = lock_path(Path(out_dir))
     try:

@@ -19,65 +19,27 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from asclab.compress.complexity import CHALLENGE_LIMITS, complexity_report, default_input_shape
+from asclab.compress.deployed import stored_bits, year_verdict
 from asclab.data.records import listed_at
 from asclab.data.tables import read_table, where
 from asclab.data.tau import read_fold_list
-from asclab.errors import AsclabError, ComplexityError, ConfigError, DataError
+from asclab.errors import AsclabError, DataError
 from asclab.evaluate.inference import Predictor
+from asclab.evaluate.longform import (
+    Windowing,
+    audio_files,
+    classify_files,
+    torch_probs_fn,
+)
 from asclab.evaluate.openset import OpenSetRule, decide
-from asclab.evaluate.longform import Windowing, audio_files, classify_files, torch_probs_fn
 from asclab.io import write_text
 from asclab.train.checkpoint import resolve_checkpoint
 
-YEAR_RULES: dict[int, str | None] = {2019: None, 2020: "dcase2020_1b", 2021: "dcase2021_1a",
-                                     **{y: "dcase2022_2025_1" for y in range(2022, 2026)}}
-
-
-def stored_bits(predictor: Predictor) -> int:
-    """Bits per parameter as the model file stores them (the widest floating parameter tensor)."""
-    names = {n for n, _ in predictor.model.named_parameters()}
-    bits = [torch.finfo(v.dtype).bits for k, v in predictor.meta.state_dict.items()
-            if k in names and torch.is_floating_point(v)]
-    return max(bits, default=32)
-
 
 def check_complexity(predictor: Predictor, year: int) -> dict | None:
-    """The year's verdict for the model (None for a year without limits); ComplexityError if broken."""
-    if year not in YEAR_RULES:
-        raise ConfigError(f"--year must be one of {', '.join(map(str, YEAR_RULES))}, got {year}")
-    key = YEAR_RULES[year]
-    if key is None:
-        return None
-    from asclab.models.device_container import DeviceContainer
-
-    bits = stored_bits(predictor)
-    container = isinstance(predictor.model, DeviceContainer)  # 2025: each device model on its own
-    members = predictor.model.members() if container else {"": predictor.model}
-    for member, net in members.items():
-        report = complexity_report(net, default_input_shape(predictor.fcfg, 1.0), bits=bits)
-        verdict = dict(report["challenges"][key], bits=bits, params=report["params"],
-                       nonzero_params=report["nonzero_params"])
-        if not verdict["pass"]:
-            limit = next(lim for lim in CHALLENGE_LIMITS if lim.key == key)
-            which = f"device model {member!r}" if container else "model"
-            raise ComplexityError(f"{which} breaks the {limit.title} limits for {year}: {_excess(verdict)}")
-    return verdict
-
-
-def _excess(v: dict) -> str:
-    parts = []
-    counted = v["nonzero_params"] if v["counted"] == "nonzero" else v["params"]
-    if v["margin_bytes"] < 0:
-        parts.append(f"{'non-zero ' if v['counted'] == 'nonzero' else ''}parameter memory {v['param_bytes']:,} bytes "
-                     f"({counted:,} parameters x {v['bits']} bits) exceeds the {v['max_param_bytes']:,}-byte limit "
-                     f"by {-v['margin_bytes']:,} bytes")
-    if v["max_macs"] is not None and v["margin_macs"] < 0:
-        parts.append(f"{v['macs'] / 1e6:,.2f} MMAC per 1-s clip exceeds the {v['max_macs'] / 1e6:,.0f} MMAC limit "
-                     f"by {-v['margin_macs'] / 1e6:,.2f} MMAC")
-    return "; ".join(parts)
+    """The year's verdict for the model as its file stores it (``asclab.compress.deployed``)."""
+    return year_verdict(predictor.model, predictor.fcfg, stored_bits(predictor.model, predictor.meta.state_dict), year)
 
 
 def evaluation_files(eval_dir: str | Path) -> list[tuple[str, Path]]:

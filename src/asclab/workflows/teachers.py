@@ -21,17 +21,22 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from asclab.config import load_config
 from asclab.errors import ConfigError
 from asclab.io import write_json
+from asclab.train.distributed import is_main_process
+from asclab.workflows.crossval import crossval_plan
+from asclab.workflows.logits import compute_teacher_logits
+from asclab.workflows.run_folder import claim_run_folder
+from asclab.workflows.train import train_run
 
 
 def _fold_overrides(recipe_name: str, data_dir, folds: int | None, group_by: str | None,
                     overrides: list[str]) -> tuple[list[str], list]:
     """The folds to train (and the override that fixes recording-wise folds), exactly as
     ``asclab crossval`` chooses them, so each fold's teachers and student share one split."""
-    from asclab.api import crossval_plan
-
     overrides, _, _, chosen = crossval_plan(recipe_name, data_dir, folds=folds, group_by=group_by,
                                             overrides=overrides)
     return overrides, chosen
@@ -41,9 +46,6 @@ def train_teacher_set(recipes: Sequence[str], data_dir, out: Path, overrides: li
                       cache_dir=None, progress: bool = True, force: bool = False,
                       duration: float | None = None) -> dict:
     """Train each recipe into ``out/members/NAME`` and write ``out/teachers.h5``."""
-    from asclab.api import train_run
-    from asclab.distill.compute import compute_teacher_logits
-
     runs = []
     for name in recipes:
         run = out / "members" / Path(str(name)).stem
@@ -60,14 +62,10 @@ def train_teachers(recipes: Sequence[str], data_dir, out_dir, *, folds: int | No
                    group_by: str | None = None, overrides: list[str] | None = None, cache_dir=None,
                    progress: bool = True, force: bool = False, duration: float | None = None) -> dict:
     """Train the teachers into ``out_dir``, held alone as a training run holds its folder
-    (``asclab.runs.claim_run_folder``): every recipe is checked first, ``--out`` must be new,
+    (``asclab.workflows.run_folder.claim_run_folder``): every recipe is checked first, ``--out`` must be new,
     empty, writable or an earlier teachers folder (its trained members are reused), a second
     command on it is refused at once, and one that fails before any member's first checkpoint
     in a folder it created leaves nothing behind."""
-    from asclab.config import load_config
-    from asclab.runs import claim_run_folder
-    from asclab.train.distributed import is_main_process
-
     if not recipes:
         raise ConfigError("asclab teachers needs at least one teacher recipe")
     for name in recipes:  # every key of every teacher recipe checked before the folder is touched
@@ -91,7 +89,6 @@ def _train_teachers_claimed(recipes: Sequence[str], data_dir, out: Path, *, fold
         return summary
     overrides, chosen = _fold_overrides(recipes[0], data_dir, folds, group_by, overrides)
     per_fold = []
-    from tqdm.auto import tqdm
     for fold in tqdm(chosen, desc="teacher folds", unit="fold", disable=not progress, position=1, leave=True):
         s = train_teacher_set(recipes, data_dir, out / f"fold{fold}",
                               ["train.keep=last"] + overrides + [f"data.test_fold={fold}"],

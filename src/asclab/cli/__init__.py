@@ -1,0 +1,5 @@
+"""The ``asclab`` command line (``asclab.cli.run``): thin, it parses, calls one workflow and prints."""
+from asclab.cli.run import main
+from asclab.cli.parser import build_parser
+
+__all__ = ["build_parser", "main"]
