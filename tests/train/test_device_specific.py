@@ -79,7 +79,9 @@ RECIPE = {
 
 
 def test_device_specific_run_end_to_end(synth, tmp_path, one_torch_thread):
-    from asclab.api import complexity_targets, evaluate_run, train_run
+    from asclab.workflows.complexity import complexity_targets
+    from asclab.workflows.evaluate import evaluate_run
+    from asclab.workflows.train import train_run
     from asclab.evaluate.inference import Predictor
     from asclab.train.checkpoint import load_model_file
 
@@ -126,7 +128,7 @@ def test_device_specific_run_end_to_end(synth, tmp_path, one_torch_thread):
 
 
 def test_an_interrupted_device_specific_run_resumes_at_its_device(synth, tmp_path, one_torch_thread):
-    from asclab.api import resume_run, train_run
+    from asclab.workflows.train import resume_run, train_run
     from asclab.train.checkpoint import load_model_file
 
     recipe = {**RECIPE, "workflow": {"stages": [RECIPE["workflow"]["stages"][0],
