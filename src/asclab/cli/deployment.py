@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from asclab.export.litert_export import export_litert
-from asclab.export.onnx_export import export_onnx
+from asclab.export.backend import ExportRequest, export_backend
 from asclab.export.package import write_package
 from asclab.interop import import_checkpoint
 from asclab.workflows.deploy_report import deploy_report
@@ -30,8 +29,7 @@ def cmd_package(args) -> int:
 
 
 def cmd_export_litert(args) -> int:
-    r = export_litert(args.ckpt, args.out, fp16=args.fp16, int8=args.int8, check_clips=args.check_clips,
-                      calib_data=args.calib_data)
+    r = export_backend("litert")(export_request(args))
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -54,12 +52,20 @@ def cmd_deploy_report(args) -> int:
     return 0
 
 
+def export_request(args) -> ExportRequest:
+    return ExportRequest(args.ckpt, args.out, input_kind=args.input_kind, fp16=args.fp16, int8=args.int8,
+                         int8_static=args.int8_static, calib_data=args.calib_data, check_clips=args.check_clips,
+                         val_data=args.val_data, device=args.device)
+
+
 def cmd_export(args) -> int:
+    """Any registered export backend (``asclab.export.backend``); ONNX and LiteRT print their own summary."""
     if args.format == "litert":
         return cmd_export_litert(args)
-    r = export_onnx(args.ckpt, args.out, input_kind=args.input_kind, fp16=args.fp16, int8=args.int8,
-                    val_data=args.val_data, device=args.device, int8_static=args.int8_static,
-                    calib_data=args.calib_data, check_clips=args.check_clips)
+    r = export_backend(args.format)(export_request(args))
+    if args.format != "onnx":
+        print(json.dumps(r, indent=2))
+        return 0
     if args.json:
         print(json.dumps(r, indent=2))
         return 0

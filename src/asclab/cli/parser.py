@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="export a model to ONNX or LiteRT (self-verified; optional fp16/int8 variants)")
     ex.add_argument("ckpt", help="run folder or model.ckpt")
-    ex.add_argument("--format", default="onnx", choices=["onnx", "litert"],
-                    help="onnx, or litert: a .tflite file taking features [1, C, F, T] (pip install 'asclab[litert]')")
+    ex.add_argument("--format", default="onnx", metavar="BACKEND",
+                    help="a registered export backend (asclab.export.backend): onnx (default), or litert: a .tflite file taking features [1, C, F, T] (pip install 'asclab[litert]')")
     ex.add_argument("--input", dest="input_kind", default="waveform", choices=["waveform", "features"],
                     help="graph input: raw waveform [B, C, N] (features computed inside) or features [B, C, F, T]")
     ex.add_argument("--out", default=None, metavar="FILE", help="output .onnx (default: beside the checkpoint)")

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asclab.export.backend import EXPORT_BACKENDS, ExportRequest
 from asclab.compress.complexity import CHALLENGE_LIMITS
 from asclab.errors import AsclabError, ConfigError
 from asclab.evaluate.inference import Predictor
@@ -233,3 +234,10 @@ def export_litert(ckpt: str | Path, out: str | Path | None = None, *, fp16: bool
 
 __all__ = ["convert_fp32", "export_litert", "litert_available", "open_interpreter", "run_interpreter"]
 
+
+
+@EXPORT_BACKENDS.register("litert")
+def write_litert(req: ExportRequest) -> dict:
+    """``asclab export --format litert``: :func:`export_litert` (features input) with the request's options."""
+    return export_litert(req.ckpt, req.out, fp16=req.fp16, int8=req.int8, check_clips=req.check_clips,
+                         calib_data=req.calib_data)

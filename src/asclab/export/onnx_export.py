@@ -61,6 +61,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from asclab.export.backend import EXPORT_BACKENDS, ExportRequest
 from asclab.data import open_dataset
 from asclab.errors import AsclabError, ConfigError
 from asclab.evaluate.inference import Predictor
@@ -483,3 +484,11 @@ def _first_line(exc: Exception) -> str:
 
 
 __all__ = ["ExportedFile", "export_onnx"]
+
+
+@EXPORT_BACKENDS.register("onnx")
+def write_onnx(req: ExportRequest) -> dict:
+    """``asclab export --format onnx``: :func:`export_onnx` with the request's options."""
+    return export_onnx(req.ckpt, req.out, input_kind=req.input_kind, fp16=req.fp16, int8=req.int8,
+                       val_data=req.val_data, device=req.device, int8_static=req.int8_static,
+                       calib_data=req.calib_data, check_clips=req.check_clips)

@@ -39,11 +39,11 @@ def _fold_over_seeds(runs: list[dict]) -> dict:
 
 def crossval_plan(recipe_name: str | Path | dict, data_dir: str | Path, *, folds: int | None = None,
                   group_by: str | None = None, overrides: list[str] | None = None):
-    """The folds ``crossval`` trains: ``(overrides, recipe, index, chosen_folds)``, where
+    """The folds ``crossval`` trains: ``(overrides, config, index, chosen_folds)``, where
     ``overrides`` gains ``data.group_folds`` for recording-wise folds (``group_by``, or a data
     set without folds and ``folds`` given) so each fold's run recipe reproduces its split."""
     overrides = list(overrides or [])
-    recipe, cfg = load_config(recipe_name, overrides)
+    _, cfg = load_config(recipe_name, overrides)
     if group_by is None and cfg.data.group_folds is None and folds:
         probe = open_dataset(data_dir, class_map=cfg.data.class_map)
         if not any(r.fold is not None for r in probe.records):
@@ -54,7 +54,7 @@ def crossval_plan(recipe_name: str | Path | dict, data_dir: str | Path, *, folds
         if not k:
             raise ConfigError(f"--group-by {group_by} needs the number of folds: --folds K")
         overrides.append(f"data.group_folds={{folds: {int(k)}, by: {group_by}}}")
-        recipe, cfg = load_config(recipe_name, overrides)
+        _, cfg = load_config(recipe_name, overrides)
     index = open_dataset(data_dir, class_map=cfg.data.class_map, group_folds=group_folds_mapping(cfg.data.group_folds))
     available = sorted({r.fold for r in index.records if r.fold is not None})
     if not available:
@@ -62,7 +62,7 @@ def crossval_plan(recipe_name: str | Path | dict, data_dir: str | Path, *, folds
                           "--folds K --group-by identifier assigns K recording-wise folds")
     if folds and folds > len(available):
         raise AsclabError(f"{data_dir}: asked for {folds} folds, the data set has {len(available)}")
-    return overrides, recipe, index, (available[:folds] if folds else available)
+    return overrides, cfg, index, (available[:folds] if folds else available)
 
 
 def crossval(recipe_name: str | Path, data_dir: str | Path, out_dir: str | Path, *, folds: int | None = None,
@@ -100,7 +100,7 @@ def _crossval_claimed(recipe_name: str | Path, data_dir: str | Path, out_dir: st
                       overrides: list[str] | None, cache_dir: Path | None, progress: bool, force: bool,
                       group_by: str | None, seeds: list[int] | None = None) -> dict:
     t0 = time.time()
-    overrides, recipe, index, chosen = crossval_plan(recipe_name, data_dir, folds=folds, group_by=group_by,
+    overrides, cfg, index, chosen = crossval_plan(recipe_name, data_dir, folds=folds, group_by=group_by,
                                                      overrides=overrides)
     out = Path(out_dir)
     runs = []
@@ -125,8 +125,8 @@ def _crossval_claimed(recipe_name: str | Path, data_dir: str | Path, out_dir: st
     classes = index.classes
     results = runs if seeds is None else [_fold_over_seeds([r for r in runs if r["fold"] == f]) for f in chosen]
     total_cm = np.sum([np.array(r["confusion"]) for r in runs], axis=0)
-    summary = {"recipe": recipe["name"], "data": str(data_dir), "folds": chosen, "per_fold": results,
-               "group_folds": recipe["data"].get("group_folds")}
+    summary = {"recipe": cfg.name, "data": str(data_dir), "folds": chosen, "per_fold": results,
+               "group_folds": group_folds_mapping(cfg.data.group_folds)}
     for key in ("accuracy", "macro_accuracy", "log_loss"):
         summary[key] = _mean_std([r[key] for r in results])
     if seeds is not None:

@@ -42,12 +42,12 @@ from asclab.workflows.evaluate import evaluate_run
 from asclab.workflows.run_folder import claim_run_folder, record_run
 
 
-def model_entry(model, recipe: dict) -> dict:
+def model_entry(model, cfg: RecipeConfig) -> dict:
     """The model file's ``model`` entry: the recipe's, or, after device-specific fine-tuning,
     a ``device_container`` around it (``asclab.models.device_container``)."""
     if is_device_container(model):
-        return {"name": "device_container", "base": dict(recipe["model"]), "devices": list(model.devices)}
-    return dict(recipe["model"])
+        return {"name": "device_container", "base": cfg.model.as_mapping(), "devices": list(model.devices)}
+    return cfg.model.as_mapping()
 
 
 def train_run(recipe_name: str | Path | dict, data_dir: str | Path, out_dir: str | Path, *,
@@ -83,7 +83,8 @@ def _train_run_claimed(recipe: dict, cfg: RecipeConfig, data_dir: str | Path, ou
     t0 = time.time()
     keeps = kept_weights(recipe)  # train.keep: best only with a validation split carved from training
     validation = ValidationSpec.from_recipe(recipe)
-    openset = OpenSetRule.from_config(recipe["inference"].get("openset"))
+    o = cfg.inference.openset  # McDonnell & Gao 2019 task 1c, stored in the model file
+    openset = OpenSetRule(o.unknown_label, float(o.weight), tune=o.tune) if o is not None else None
     if openset is not None and openset.tune and validation is None:
         raise ConfigError("inference.openset.tune: true needs a validation split carved from the training data "
                           "(data.validation: {fraction: 0.1, by: identifier})")
@@ -131,8 +132,8 @@ def _train_run_claimed(recipe: dict, cfg: RecipeConfig, data_dir: str | Path, ou
         state = to_fp16_state(state)
     final = model_complexity(model, cfg.features, bits=stored_bits(model, state))  # as the file stores it
     weights = weights_kept(keeps, result.best_path, carved)
-    mf = ModelFile(state_dict=state, classes=index.classes, features=dict(recipe["features"]),
-                   model=model_entry(model, recipe), recipe=recipe, duration=cfg.data.duration,
+    mf = ModelFile(state_dict=state, classes=index.classes, features=cfg.features.to_dict(),
+                   model=model_entry(model, cfg), recipe=recipe, duration=cfg.data.duration,
                    devices=result.devices,
                    data_summary={"data": str(data_dir), "layout": index.layout, "n_train": len(result.train_records),
                                  "n_val": len(val_records), "n_validation": len(carved), "weights": weights},
