@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-from asclab.errors import CheckpointError
+from asclab.config import DataConfig, InferenceConfig, parse_block, typed_block
+from asclab.errors import CheckpointError, ConfigError
+from asclab.features.config import FeatureConfig
 from asclab.io import atomic_path
 
 FORMAT = "asclab-model"
@@ -36,6 +38,20 @@ class ModelFile:
     extra: dict = field(default_factory=dict)
     # the open-set rule (asclab.evaluate.openset), weight as tuned; None: plain argmax
     openset: dict | None = None
+
+    # Typed blocks of the stored recipe (asclab.config), checked as a recipe's are; the file keeps
+    # the validated recipe as plain values so that it loads with weights_only=True.
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.features)
+
+    @property
+    def inference(self) -> InferenceConfig:
+        return typed_block(InferenceConfig, self.recipe, "inference")
+
+    @property
+    def data(self) -> DataConfig:
+        return typed_block(DataConfig, self.recipe, "data")
 
     def to_payload(self) -> dict:
         return {"format": FORMAT, "version": VERSION, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
@@ -93,10 +109,6 @@ def load_model_file(path: str | Path) -> ModelFile:
 def _check_settings(p: Path, payload: dict) -> None:
     """The feature settings and class list a model file carries, checked as a recipe's are
     (``asclab.config``): a tampered file is refused in one line, not failed deep inside."""
-    from asclab.errors import ConfigError
-    from asclab.features.config import FeatureConfig
-    from asclab.config import parse_block
-
     classes = payload["classes"]
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise CheckpointError(f"{p}: refused: its class list is not a list of names")
