@@ -3,8 +3,10 @@ into place, so an interrupted run never leaves a half-written file."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import resource
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -26,8 +28,14 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
         raise AsclabError(f"{path}: cannot write this output ({why})") from None
     os.close(fd)
+    existed = path.exists()
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except Exception as exc:
+            if is_disk_full(exc) or at_write_limit(tmp):
+                raise disk_full_error(path, tmp, existed) from None
+            raise
         try:
             os.replace(tmp, path)
         except OSError as exc:
@@ -35,6 +43,45 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+# What writers that wrap the OSError say (torch.save's PytorchStreamWriter, h5py, zipfile).
+DISK_FULL_WORDS = ("no space left", "file too large", "disk quota", "file write failed", "write failed")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it wraps) is a full disk or a file-size limit."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(w in str(exc).lower() for w in DISK_FULL_WORDS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def at_write_limit(tmp: str) -> bool:
+    """Whether the folder of ``tmp`` is (nearly) full or ``tmp`` reached the process's file-size
+    limit (``ulimit -f``): writers such as torch.save report that as an error of their own."""
+    try:
+        size = os.path.getsize(tmp)
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY and size >= soft:
+            return True
+        st = os.statvfs(os.path.dirname(os.path.abspath(tmp)))
+        return st.f_bavail * st.f_frsize < 1 << 20
+    except OSError:
+        return False
+
+
+def disk_full_error(path: Path, tmp: str, existed: bool) -> AsclabError:
+    """The one-line error for a write that ran out of space (the temporary file is removed after)."""
+    written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+    kept = "the earlier file is intact" if existed else "nothing was written there"
+    return AsclabError(f"{path}: no space left / file too large ({written:,} bytes written); {kept}")
 
 
 def write_text(path: str | Path, text: str) -> Path:

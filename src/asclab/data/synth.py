@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -36,6 +34,7 @@ from asclab.data.synth_devices import (
 from asclab.data.synth_sources import RECIPES, draw_location, render_scene
 from asclab.data.tables import write_table
 from asclab.errors import ConfigError, DataError
+from asclab.io import atomic_path
 
 SYNTH_CITIES = ("barcelona", "helsinki", "lisbon", "london", "lyon", "paris")
 SYNTH_VERSION = 1
@@ -176,15 +175,9 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then ``os.replace`` (atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write to a temporary name in the same folder, then ``os.replace`` (``asclab.io.atomic_path``)."""
+    with atomic_path(path, suffix=".partial") as tmp:
+        tmp.write_bytes(data)
 
 
 def _readme(params: dict, clips: list[SynthClip]) -> str:

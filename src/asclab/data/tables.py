@@ -9,13 +9,12 @@ header is row 1), so they can be looked up in an editor.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from asclab.errors import ConfigError, DataError
+from asclab.io import atomic_path
 
 Skipped = tuple[str, "int | None", str]
 
@@ -126,16 +125,9 @@ def write_table(
     path: str | Path, header: Sequence[str], rows: Iterable[Sequence[object]], delimiter: str = "\t"
 ) -> None:
     """Write a header and rows atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+    with atomic_path(path, suffix=".partial") as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, delimiter=delimiter, lineterminator="\n")
             writer.writerow(header)
             for row in rows:
                 writer.writerow(["" if v is None else v for v in row])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -29,6 +29,7 @@ from asclab.errors import DataError
 from asclab.io import atomic_path
 
 FORMAT = "asclab-teacher-logits/1"
+MAX_VALUES = 1 << 28  # bound on the logits a file may declare (read from the header before the data)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -63,13 +64,23 @@ class TeacherFile:
     path: Path | None = None
 
     def __post_init__(self) -> None:
-        self.logits = np.asarray(self.logits, dtype=np.float32)
+        try:
+            self.logits = np.asarray(self.logits, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise DataError(f"{self.where}: the logits are not numbers") from None
+        if self.logits.ndim not in (2, 3):
+            raise DataError(f"{self.where}: logits of shape {self.logits.shape}; [members, clips, classes] expected")
         if self.logits.ndim == 2:
             self.logits = self.logits[None]
         m, n, k = self.logits.shape
         if n != len(self.keys) or k != len(self.classes):
             raise DataError(f"{self.where}: logits of shape {self.logits.shape} for {len(self.keys)} clips "
                             f"and {len(self.classes)} classes")
+        bad = ~np.isfinite(self.logits)
+        if bad.any():  # a NaN target would train a NaN model to the end: refused before training
+            member, clip, _ = (int(i) for i in np.argwhere(bad)[0])
+            raise DataError(f"{self.where}: clip {self.keys[clip]!r} has NaN or infinite teacher logits (member "
+                            f"{member + 1}; {int(bad.sum())} such value(s) in all); refused before training")
         self.hashes = list(self.hashes) or [""] * n
         self.splits = list(self.splits) or [""] * n
         self._row = {k_: i for i, k_ in enumerate(self.keys)}
@@ -117,6 +128,10 @@ class TeacherFile:
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") != FORMAT:
                     raise DataError(f"{path}: not an asclab teacher file (format {f.attrs.get('format')!r})")
+                ds = f["logits"]
+                if ds.dtype.kind not in "fiu" or ds.ndim not in (2, 3) or ds.size > MAX_VALUES:
+                    raise DataError(f"{path}: its logits are {ds.dtype} of shape {ds.shape}; numbers [members, "
+                                    f"clips, classes] of at most {MAX_VALUES:,} values expected")
                 strings = lambda name: [s.decode() if isinstance(s, bytes) else str(s) for s in f[name][()]]  # noqa: E731
                 return cls(keys=strings("keys"), classes=json.loads(f.attrs["classes"]),
                            logits=f["logits"][()], hashes=strings("sha256"), splits=strings("split"),

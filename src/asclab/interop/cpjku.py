@@ -72,7 +72,28 @@ def read_lightning_checkpoint(path: str | Path) -> dict:
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{p}: no state_dict of tensors in this file")
+    check_state(state, str(p))
     return state
+
+
+# Bounds of the CPJKU layouts (the largest baseline tensor has about 37,000 elements, the mel
+# filterbank 2049 x 256): a file that declares more is refused before anything is computed from it.
+MAX_TENSOR_ELEMENTS = 1 << 22
+MAX_TENSOR_DIMS = 4
+
+
+def check_state(state: dict, where: str) -> None:
+    """Key types, tensor ranks and sizes (from the declared shapes, before any arithmetic), and
+    finite values; CheckpointError naming the file and the first offending entry."""
+    for k, v in state.items():
+        if not isinstance(k, str):
+            raise CheckpointError(f"{where}: state_dict key {k!r} is not a parameter name (a string)")
+        if v.dim() > MAX_TENSOR_DIMS or v.numel() > MAX_TENSOR_ELEMENTS:
+            raise CheckpointError(f"{where}: {k} declares shape {tuple(v.shape)}, beyond the CPJKU layouts "
+                                  f"(at most {MAX_TENSOR_DIMS} dimensions and {MAX_TENSOR_ELEMENTS:,} values)")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{where}: {k} holds NaN or infinite values; refused (a model trained or "
+                                  "saved wrongly gives no usable predictions)")
 
 
 def _map_key(key: str) -> str | None:
@@ -134,12 +155,18 @@ def _front_end(state: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
     fb = state.get("mel.1.mel_scale.fb")
     kernel = state.get("mel.0.kernel")
     if window is not None:
+        if window.dim() != 1 or not 16 <= window.numel() <= 1 << 16:
+            raise CheckpointError(f"{where}: mel.1.spectrogram.window has shape {tuple(window.shape)}; a 1-D STFT "
+                                  "window of 16 to 65,536 samples was expected")
         n = int(window.numel())
         if not torch.allclose(window.float(), torch.hann_window(n), atol=1e-7):
             raise CheckpointError(f"{where}: mel.1.spectrogram.window is not a periodic Hann window")
         feats["win_length"] = n
         notes["win_length"] = "mel.1.spectrogram.window"
     if fb is not None:
+        if fb.dim() != 2 or not (2 <= fb.shape[0] <= (1 << 15) + 1 and 1 <= fb.shape[1] <= 1024):
+            raise CheckpointError(f"{where}: mel.1.mel_scale.fb has shape {tuple(fb.shape)}; a 2-D filterbank "
+                                  "[FFT bins, mel bands] (at most 32,769 x 1,024) was expected")
         n_freqs, n_mels = (int(s) for s in fb.shape)
         feats["n_fft"], feats["n_mels"] = 2 * (n_freqs - 1), n_mels
         want = torch.from_numpy(torchaudio_mel_filterbank(feats["sample_rate"], feats["n_fft"], n_mels)).T
@@ -149,6 +176,9 @@ def _front_end(state: dict[str, torch.Tensor], where: str) -> tuple[dict, dict]:
                                   f"{feats['sample_rate']} Hz) asclab can rebuild (max difference {diff:.2e})")
         notes["n_fft, n_mels, mel_fb"] = f"mel.1.mel_scale.fb (equal to torchaudio's HTK construction, {diff:.1e})"
     if kernel is not None:
+        if kernel.dim() > 3:
+            raise CheckpointError(f"{where}: mel.0.kernel has shape {tuple(kernel.shape)}; a resampling kernel "
+                                  "of at most 3 dimensions was expected")
         want64, _ = sinc_kernel(BASELINE_RESAMPLE_FROM, feats["sample_rate"], kernel_dtype=None)
         if tuple(kernel.shape) != tuple(want64.shape):
             raise CheckpointError(f"{where}: mel.0.kernel {tuple(kernel.shape)} is not the 44.1 -> 32 kHz "

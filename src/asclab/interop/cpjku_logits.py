@@ -22,14 +22,42 @@ from asclab.data.teacher_file import TeacherFile, clip_key
 from asclab.errors import DataError
 
 
+MAX_LOGITS = 1 << 28  # values: far above any DCASE development set (139,620 clips x 10 classes)
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A numeric 2-D ``.npy`` array, its header checked (dtype, shape, and that the file holds that
+    many bytes) before anything is read; pickled (object) arrays are never loaded."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f, max_header_size=10000)
+            offset = f.tell()
+    except (ValueError, OSError, SyntaxError, TypeError) as exc:
+        raise DataError(f"{path}: not a NumPy .npy file ({' '.join(str(exc).split())[:120]})") from None
+    if dtype.hasobject or dtype.kind not in "fiu":
+        raise DataError(f"{path}: holds {dtype} values; logits must be numbers (float or integer)")
+    if len(shape) != 2:
+        raise DataError(f"{path}: logits must be [rows, classes], got shape {shape}")
+    n = int(np.prod(shape, dtype=np.int64))
+    if n > MAX_LOGITS:
+        raise DataError(f"{path}: declares {shape[0]:,} x {shape[1]:,} values, more than any data set asclab reads")
+    need = offset + n * dtype.itemsize
+    size = path.stat().st_size
+    if size < need:
+        raise DataError(f"{path}: truncated: the header declares {shape} {dtype} ({need:,} bytes), the file has "
+                        f"{size:,}")
+    return np.load(path, allow_pickle=False)
+
+
 def load_tensor(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: logits file not found")
     if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        arr = read_npy(path)
     else:
-
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a user error here
@@ -38,17 +66,32 @@ def load_tensor(path: str | Path) -> np.ndarray:
             obj = next(iter(obj.values()))
         if not isinstance(obj, torch.Tensor):
             raise DataError(f"{path}: holds a {type(obj).__name__}, not one logits tensor")
+        if obj.is_complex() or obj.dtype == torch.bool:
+            raise DataError(f"{path}: holds {obj.dtype} values; logits must be real numbers")
+        if obj.dim() != 2 or obj.numel() > MAX_LOGITS:
+            raise DataError(f"{path}: logits must be [rows, classes] of at most {MAX_LOGITS:,} values, "
+                            f"got shape {tuple(obj.shape)}")
         arr = obj.float().numpy()
     if arr.ndim != 2:
         raise DataError(f"{path}: logits must be [rows, classes], got shape {arr.shape}")
-    return arr.astype(np.float32)
+    arr = arr.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(arr))
+    if len(bad):
+        raise DataError(f"{path}: row {int(bad[0][0]) + 1} holds NaN or infinite logits "
+                        f"({len(bad)} such value(s)); refused before any training")
+    return arr
 
 
 def read_csv_filenames(path: str | Path, column: str = "filename") -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: metadata CSV not found")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the metadata CSV ({exc})") from None
+    if not text.strip():
+        raise DataError(f"{path}: the metadata CSV is empty (a header with a {column!r} column was expected)")
     delim = "\t" if "\t" in text.splitlines()[0] else ","
     rows = list(csv.reader(text.splitlines(), delimiter=delim))
     if not rows or column not in rows[0]:
