@@ -30,6 +30,31 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# Integer and number flags that do not become recipe keys (those are bounded by the schema),
+# with the range a library below accepts: (command, attribute) -> (low, high).
+BOUNDS: dict[tuple[str, str], tuple[float, float]] = {
+    ("*", "threads"): (0, 1024), ("train", "num_nodes"): (1, 100_000),
+    ("data", "per_cell"): (1, 100_000), ("data", "seconds"): (0.01, 3600.0), ("data", "sample_rate"): (1000, 384_000),
+    ("data", "seed"): (0, 2**32 - 1), ("demo", "epochs"): (1, 100_000),
+    ("features", "workers"): (1, 256), ("features", "shard_size"): (1, 1 << 20),
+    ("evaluate", "tta"): (0, 1000), ("predict", "hop"): (1e-3, 86_400.0), ("predict", "top"): (1, 10_000),
+    ("predict", "batch_size"): (1, 1 << 16), ("submit", "year"): (2019, 2025), ("submit", "hop"): (1e-3, 86_400.0),
+    ("deploy-report", "repeats"): (1, 100_000), ("deploy-report", "max_clips"): (1, 10_000_000),
+    ("crossval", "folds"): (1, 1000), ("package", "index"): (1, 1000), ("logits", "duration"): (0.01, 3600.0),
+    ("logits", "batch_size"): (1, 1 << 16), ("teachers", "folds"): (1, 1000), ("teachers", "duration"): (0.01, 3600.0),
+}
+
+
+def check_bounds(args) -> None:
+    """A flag outside the range its library accepts is one line naming it (not a traceback from
+    numpy, torch or the OS)."""
+    for (cmd, attr), (lo, hi) in BOUNDS.items():
+        value = getattr(args, attr, None)
+        if value is None or cmd not in ("*", args.command) or lo <= value <= hi:
+            continue
+        raise AsclabError(f"--{attr.replace('_', '-')} {value}: out of range (allowed: {lo:g} to {hi:g})")  # noqa: E501
+
+
 def command(name: str):
     """The function that runs command ``name`` (its module imported now, not before)."""
     module, func = COMMANDS[name].split(":")
@@ -82,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("train", "crossval", "teachers"):  # a held or unusable --out: refused before torch
             refuse_if_held(getattr(args, "resume", None) or args.out)
+        check_bounds(args)
         refuse_existing_outputs(args)  # before any work: an existing output is kept unless --force
         apply_quiet(bool(getattr(args, "quiet", False)))
         apply_threads(args.threads)

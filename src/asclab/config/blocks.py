@@ -24,6 +24,8 @@ from asclab.config.checker import (
 )
 from asclab.features.config import FeatureConfig
 
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seeds are 32-bit unsigned integers
+
 
 @dataclass
 class BalanceConfig:
@@ -37,9 +39,9 @@ class BalanceConfig:
 class GroupFoldsConfig:
     """Recording-wise folds (asclab.data.group_folds): ``folds`` groups of whole recordings."""
 
-    folds: int = spec(MISSING, lo=2)
+    folds: int = spec(MISSING, lo=2, hi=1000)
     by: str = "identifier"
-    seed: int = 0
+    seed: int = spec(0, lo=0, hi=MAX_SEED)
 
 
 @dataclass
@@ -78,17 +80,17 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = spec(10, lo=1)
-    batch_size: int = spec(32, lo=1)
-    seed: int = 0
-    num_workers: int = spec(0, lo=0)
+    epochs: int = spec(10, lo=1, hi=100_000)
+    batch_size: int = spec(32, lo=1, hi=1 << 16)
+    seed: int = spec(0, lo=0, hi=MAX_SEED)  # numpy's seeds are 32-bit
+    num_workers: int = spec(0, lo=0, hi=256)
     train_crop_frames: int | None = spec(None, lo=1)
     cache_features: bool = True
-    cache_workers: int | None = spec(None, lo=1)
-    cache_shard_size: int | None = spec(None, lo=1)
+    cache_workers: int | None = spec(None, lo=1, hi=256)
+    cache_shard_size: int | None = spec(None, lo=1, hi=1 << 20)
     precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
     channels_last: bool = False  # NHWC weights and inputs (faster on CPU with oneDNN; issue 15)
-    val_every: int = spec(1, lo=1)
+    val_every: int = spec(1, lo=1, hi=100_000)
     logger: Literal["csv", "tensorboard"] = "csv"  # tensorboard: also a TensorBoard log beside the CSV one
     deterministic: bool = False
     drop_last: bool | None = None  # None: drop the last incomplete batch when a full one exists; false: keep it
@@ -172,7 +174,9 @@ class QatConfig:
 
 @dataclass
 class StageConfig:
-    """One workflow stage (asclab.train.stages); its blocks override the recipe's."""
+    """One workflow stage; its blocks override the recipe's. Every other field switches on the
+    stage part registered under its name (``asclab.train.stages``: one file per part); ``parts``
+    gives the settings of a registered part that has no field here, by its name."""
 
     name: str = "stage"
     mode: Literal["classify", "arcface"] = "classify"
@@ -190,6 +194,7 @@ class StageConfig:
     augment: dict | None = None
     train: dict | None = None
     keep: Literal["best", "last"] | None = None
+    parts: dict | None = None  # {part name: its settings}, checked by the part (asclab.train.stages.plan)
 
 
 @dataclass

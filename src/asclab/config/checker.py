@@ -287,8 +287,9 @@ def _check_range(value: Any, key: str, lo: float | None, hi: float | None, lo_op
     low_bad = lo is not None and (value <= lo if lo_open else value < lo)
     high_bad = hi is not None and value > hi
     if low_bad or high_bad or (isinstance(value, float) and math.isinf(value)):
-        parts = ([f"> {lo:g}" if lo_open else f">= {lo:g}"] if lo is not None else []) + (
-            [f"<= {hi:g}"] if hi is not None else [])
+        num = lambda x: str(x) if isinstance(x, int) else f"{x:g}"  # noqa: E731 - 4294967295, not 4.29497e+09
+        parts = ([f"> {num(lo)}" if lo_open else f">= {num(lo)}"] if lo is not None else []) + (
+            [f"<= {num(hi)}"] if hi is not None else [])
         raise ConfigError(f"recipe key {key}: {_show(value)} is out of range (allowed: {' and '.join(parts) or 'finite'})")
 
 
