@@ -7,36 +7,49 @@ from pathlib import Path
 import pytest
 import torch
 
+from asclab.config import as_config, load_recipe
 from asclab.data.records import Record
 from asclab.errors import ConfigError
 from asclab.models import create_model
-from asclab.train.device_specific import expand_device_stages, freeze_layers
+from asclab.train.stages import RunContext, plan_phases, stage_parts
+from asclab.train.stages.device_specific import freeze_layers
 
 
 def recs(*devices: str) -> list[Record]:
     return [Record(path=Path(f"x{i}.wav"), label="c", device=d) for i, d in enumerate(devices)]
 
 
+def phases(stages: list[dict], records: list[Record]) -> list:
+    """The run's phases, as fit() plans them (the device stage expanded by its part)."""
+    recipe = load_recipe({"workflow": {"stages": stages}})
+    return plan_phases(RunContext(recipe, as_config(recipe), records, records), stage_parts())
+
+
 def test_a_device_specific_stage_becomes_one_stage_per_training_device():
     stages = [{"name": "general"}, {"name": "dev", "device_specific": {"layers": "all"}, "optim": {"lr": 1e-4}}]
-    out = expand_device_stages(stages, recs("b", "a", "s1", "a", None))
-    assert [s["name"] for s in out] == ["general", "dev_a", "dev_b", "dev_s1"]
-    assert out[1]["device_specific"] == {"layers": "all", "device": "a"} and out[1]["optim"] == {"lr": 1e-4}
-    chosen = expand_device_stages([{"name": "d", "device_specific": {"devices": ["s1"]}}], recs("a", "s1"))
-    assert [s["name"] for s in chosen] == ["d_s1"]
+    out = phases(stages, recs("b", "a", "s1", "a", None))
+    assert [p.name for p in out] == ["general", "dev_a", "dev_b", "dev_s1"]
+    assert [p.stage.name for p in out] == ["general", "dev_a", "dev_b", "dev_s1"]
+    assert [p.extra.get("device") for p in out] == [None, "a", "b", "s1"]
+    assert out[1].raw["device_specific"] == {"layers": "all", "device": "a"} and out[1].raw["optim"] == {"lr": 1e-4}
+    assert out[1].stage.device_specific.layers == "all" and all(p.index == 1 for p in out[1:])
+    chosen = phases([{"name": "d", "device_specific": {"devices": ["s1"]}}], recs("a", "s1"))
+    assert [p.name for p in chosen] == ["d_s1"]
+    unnamed = phases([{"device_specific": {}}], recs("a"))
+    assert [p.name for p in unnamed] == ["device_a"]
 
 
 def test_device_specific_stage_errors_name_the_problem():
     with pytest.raises(ConfigError, match="s4 have no training clips"):
-        expand_device_stages([{"device_specific": {"devices": ["s4"]}}], recs("a"))
-    with pytest.raises(ConfigError, match="must be the last stage"):
-        expand_device_stages([{"device_specific": {}}, {"name": "after"}], recs("a"))
-    with pytest.raises(ConfigError, match="only one device_specific stage"):
-        expand_device_stages([{"device_specific": {}}, {"device_specific": {}}], recs("a"))
-    with pytest.raises(ConfigError, match="unknown key"):
-        expand_device_stages([{"device_specific": {"layer": "all"}}], recs("a"))
+        phases([{"device_specific": {"devices": ["s4"]}}], recs("a"))
+    with pytest.raises(ConfigError, match="workflow stage 2: a device_specific stage must be the last stage"):
+        phases([{"device_specific": {}}, {"name": "after"}], recs("a"))
+    with pytest.raises(ConfigError, match="workflow stage 2: only one device_specific stage"):
+        phases([{"device_specific": {}}, {"device_specific": {}}], recs("a"))
+    with pytest.raises(ConfigError, match="unknown recipe key workflow.stages.0..device_specific.layer"):
+        phases([{"device_specific": {"layer": "all"}}], recs("a"))
     with pytest.raises(ConfigError, match="device ids"):
-        expand_device_stages([{"device_specific": {}}], recs(None))
+        phases([{"device_specific": {}}], recs(None))
 
 
 def test_freeze_layers_trains_only_the_named_layers():

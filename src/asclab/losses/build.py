@@ -1,4 +1,12 @@
-"""Build a classification loss from a recipe's ``loss:`` block."""
+"""Build a classification loss from a recipe's ``loss:`` block.
+
+A loss is called ``loss(logits, targets)``. One that needs more than that declares it: its
+class attribute ``needs`` names the batch fields it takes (KD: ``("teacher",)``, the clip's
+teacher logits), and the training module passes them through the loss's
+``extra_targets(*fields)``, whose per-example soft targets (Tensor[B, K] each) are mixed with
+the labels' weights and given as ``loss(logits, targets, *extra)``; a field missing from the
+batch is the ConfigError ``loss.missing(field)`` words. See :func:`loss_needs`.
+"""
 from __future__ import annotations
 
 import inspect
@@ -7,22 +15,10 @@ from typing import Any, Mapping, Sequence
 import torch.nn as nn
 
 from asclab.errors import ConfigError
-from asclab.registry import Registry
+from asclab.losses.ce import CrossEntropy
 from asclab.losses.focal import ClassBalancedFocalLoss, FocalLoss
 from asclab.losses.kd import KDLoss
-
-
-class CrossEntropy(nn.CrossEntropyLoss):
-    """Cross-entropy for class indices Tensor[B] or soft targets Tensor[B, K] (mixup).
-
-    torch's own loss, which already accepts probability targets; only the YAML
-    keys are restricted to ``label_smoothing`` and ``reduction``.
-    """
-
-    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
-        if reduction not in ("mean", "sum", "none"):
-            raise ConfigError(f"reduction must be mean, sum or none, got {reduction!r}")
-        super().__init__(label_smoothing=float(label_smoothing), reduction=reduction)
+from asclab.registry import Registry
 
 
 LOSSES: Registry[type[nn.Module]] = Registry("loss")
@@ -46,3 +42,8 @@ def build_loss(cfg: Mapping[str, Any] | None, class_counts: Sequence[int] | None
     if needs_counts and "class_counts" not in cfg and class_counts is None:
         raise ConfigError(f"loss {cfg['name']!r} needs class_counts (none given and none in the recipe)")
     return LOSSES.build(cfg, defaults={"class_counts": list(class_counts)} if class_counts is not None else None)
+
+
+def loss_needs(loss: nn.Module) -> tuple[str, ...]:
+    """The batch fields ``loss`` declares beyond (logits, targets); () for most losses."""
+    return tuple(getattr(loss, "needs", ()))

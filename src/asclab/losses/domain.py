@@ -78,8 +78,11 @@ class DeviceHead(nn.Module):
     code's head) or width of an embedding Tensor[B, D] (``spatial=False``,
     for models whose body ends in a dense embedding: BN - linear - BN, the
     same layers without space; not in the paper, which has only the ResNet).
-    ``mode``/``weight``: see the module docstring.
+    ``mode``/``weight``: see the module docstring. ``needs``: the batch field its loss takes
+    (each example's device index, unmixed), as a loss declares it (``asclab.losses.build``).
     """
+
+    needs = ("device",)
 
     def __init__(self, in_chans: int, *, mode: str = "auxiliary", weight: float = 0.1,
                  spatial: bool = True) -> None:

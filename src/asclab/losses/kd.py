@@ -12,7 +12,10 @@ KD recipe built on a focal recipe keeps its ``loss.gamma``; refused with a CE ba
 
 The teacher enters as probabilities at temperature T (:meth:`KDLoss.teacher_targets`)
 so that batch mixing can mix them with the labels' weights: a mixed example's
-teacher target is lam p_i + (1 - lam) p_perm(i), just as its label is.
+teacher target is lam p_i + (1 - lam) p_perm(i), just as its label is. The loss
+declares what it needs (``needs``: the batch field ``teacher``, the clip's teacher
+logits, ``asclab.data.teacher_targets``); the training module passes it through
+:meth:`KDLoss.extra_targets` (``asclab.losses.build``).
 """
 from __future__ import annotations
 
@@ -24,20 +27,26 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from asclab.errors import ConfigError
+from asclab.losses.ce import CrossEntropy
+from asclab.losses.focal import FocalLoss
+from asclab.registry import Registry
 
 BASES = ("ce", "cross_entropy", "focal")
+# The label term's losses, as the recipe's loss registry names them (asclab.losses.build)
+BASE_LOSSES: Registry[type[nn.Module]] = Registry("loss")
+BASE_LOSSES.add("ce", CrossEntropy)
+BASE_LOSSES.add("cross_entropy", CrossEntropy)
+BASE_LOSSES.add("focal", FocalLoss)
 
 
 class KDLoss(nn.Module):
     """``loss(logits, targets, teacher_probs)``; ``teacher_probs`` = softmax(teacher logits / T), Tensor[B, K]."""
 
-    takes_teacher = True
+    needs = ("teacher",)  # the batch field with each clip's teacher logits (asclab.data.teacher_targets)
 
     def __init__(self, temperature: float = 2.0, label_weight: float = 0.02,
                  base: str | Mapping[str, Any] = "ce", gamma: float | None = None) -> None:
         super().__init__()
-        from asclab.losses.build import build_loss  # build.py registers this class
-
         if float(temperature) <= 0:
             raise ConfigError(f"loss kd: temperature must be positive, got {temperature!r}")
         if not 0.0 <= float(label_weight) <= 1.0:
@@ -50,11 +59,19 @@ class KDLoss(nn.Module):
                 raise ConfigError(f"loss kd: gamma {gamma!r} needs base: focal (base is {base_cfg['name']!r})")
             base_cfg.setdefault("gamma", float(gamma))
         self.temperature, self.label_weight = float(temperature), float(label_weight)
-        self.base = build_loss(base_cfg)
+        self.base = BASE_LOSSES.build(base_cfg)
 
     def teacher_targets(self, teacher_logits: Tensor) -> Tensor:
         """The teacher's soft targets at temperature T (what batch mixing mixes)."""
         return torch.softmax(teacher_logits.float() / self.temperature, dim=-1)
+
+    def extra_targets(self, teacher: Tensor) -> list[Tensor]:
+        """What ``needs`` asks for, as targets mixed with the labels: the teacher's soft targets."""
+        return [self.teacher_targets(teacher)]
+
+    @staticmethod
+    def missing(field: str) -> str:
+        return "loss kd needs teacher logits: set data.teacher_logits to a teacher file"
 
     def distillation(self, logits: Tensor, teacher_probs: Tensor) -> Tensor:
         """T^2 x KL(teacher_probs || softmax(logits / T)), averaged over the batch."""

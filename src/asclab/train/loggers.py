@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # the latter imports tensorboard only when it writes
+
 from asclab.errors import ConfigError
 
 LOGGERS = ("csv", "tensorboard")
@@ -31,11 +33,7 @@ def check_logger(kind: str | None) -> str:
 
 def stage_loggers(stage_dir: Path, kind: str | None) -> list:
     """Lightning loggers for one stage folder: the CSV log, and TensorBoard's when asked."""
-    from lightning.pytorch.loggers import CSVLogger
-
     loggers = [CSVLogger(str(stage_dir), name="", version="logs")]
     if check_logger(kind) == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         loggers.append(TensorBoardLogger(str(stage_dir), name="", version="tensorboard", default_hp_metric=False))
     return loggers

@@ -6,7 +6,9 @@ sec. 3, features are computed on the fly). Targets are soft one-hot vectors so
 mixup, FreqMix and CutMix mix them; when the recipe has a device head (Gao &
 McDonnell 2020 sec. 2.4) the body runs once per step, its output feeds both
 heads, and the device target is each example's own device, never mixed (as
-the authors' released code).
+the authors' released code). A loss that needs more than the labels (knowledge
+distillation: the teacher's logits) declares the batch fields it takes
+(``asclab.losses.build``); the module passes them, mixed with the labels.
 """
 from __future__ import annotations
 
@@ -18,17 +20,17 @@ import torch.nn.functional as F
 
 from asclab.augment import build_batch_mix, build_mel_power_augment, build_spec_augment, build_waveform_augment
 from asclab.augment.mixing import one_hot
+from asclab.config import ArcFaceConfig, RecipeConfig, as_config
 from asclab.errors import ConfigError
-from asclab.evaluate.metrics import compute_metrics
 from asclab.features import FeatureExtractor
-from asclab.config import as_config
-from asclab.config import RecipeConfig
-from asclab.losses import ArcFaceHead, DeviceHead, build_loss
+from asclab.losses import ArcFaceHead, DeviceHead, build_loss, loss_needs
+from asclab.metrics import compute_metrics
 from asclab.models import create_model
 from asclab.models.body import body_and_logits, has_feature_map_top
-from asclab.train.distributed import gather_arrays
 from asclab.optim.optimizers import build_optimizer
 from asclab.optim.schedules import build_scheduler
+from asclab.train.distributed import gather_arrays
+from asclab.train.init_from import init_from
 
 
 def model_kwargs(recipe: dict) -> dict:
@@ -52,7 +54,6 @@ class ASCModule(L.LightningModule):
         self.model = create_model(cfg.model.name, num_classes=len(classes),
                                   in_chans=self.fcfg.in_chans, **model_kwargs(recipe))
         if cfg.train.init_from:  # fine-tuning / transfer (asclab.train.init_from)
-            from asclab.train.init_from import init_from
             init_from(self.model, cfg.train.init_from, self.classes, recipe["features"])
         self.class_counts = class_counts
         self.steps_per_epoch = max(1, steps_per_epoch)
@@ -91,12 +92,12 @@ class ASCModule(L.LightningModule):
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
 
-    def set_mode(self, mode: str, arcface: dict | None = None) -> None:
-        """'classify' (the model's own head) or 'arcface' (Horvath 2021 sec. 6)."""
+    def set_mode(self, mode: str, arcface: ArcFaceConfig | None = None) -> None:
+        """'classify' (the model's own head) or 'arcface' (Horvath 2021 sec. 6; the head is built
+        with ``arcface``'s s and m the first time, asclab.train.stages.arcface)."""
         if mode == "arcface" and self.arcface is None:
-            arcface = arcface or {}
-            self.arcface = ArcFaceHead(self.model.embed_dim, len(self.classes),
-                                       s=float(arcface.get("s", 30.0)), m=float(arcface.get("m", 0.5)))
+            arcface = arcface or ArcFaceConfig()
+            self.arcface = ArcFaceHead(self.model.embed_dim, len(self.classes), s=float(arcface.s), m=float(arcface.m))
         self.mode = mode
 
     # ----- forward -------------------------------------------------------------------
@@ -128,50 +129,53 @@ class ASCModule(L.LightningModule):
         return self.logits(x)
 
     # ----- steps ---------------------------------------------------------------------
-    def teacher_targets(self, batch: dict) -> torch.Tensor | None:
-        """Soft teacher targets (loss ``kd``: softmax(teacher logits / T)), or None for other losses."""
-        if not getattr(self.loss_fn, "takes_teacher", False):
-            return None
-        if "teacher" not in batch:
-            raise ConfigError("loss kd needs teacher logits: set data.teacher_logits to a teacher file")
-        return self.loss_fn.teacher_targets(batch["teacher"].to(self.device))
+    def extra_targets(self, batch: dict) -> list[torch.Tensor]:
+        """The targets the loss declares beyond the labels (its ``needs``: batch fields, e.g. the
+        teacher logits of loss ``kd``), Tensor[B, K] each, as the loss derives them; [] for most."""
+        needs = loss_needs(self.loss_fn)
+        for name in needs:
+            if name not in batch:
+                raise ConfigError(self.loss_fn.missing(name))
+        return list(self.loss_fn.extra_targets(*(batch[n].to(self.device) for n in needs))) if needs else []
 
-    def class_loss(self, logits: torch.Tensor, y: torch.Tensor, y_teacher: torch.Tensor | None) -> torch.Tensor:
+    def class_loss(self, logits: torch.Tensor, y: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         logits = logits.float()  # bf16 logits under train.precision bf16-mixed: the loss in float32
-        return self.loss_fn(logits, y) if y_teacher is None else self.loss_fn(logits, y, y_teacher)
+        return self.loss_fn(logits, y, *extra)
 
     def training_step(self, batch: dict, batch_idx: int):
         x = self.inputs(batch, train=True)
         k = len(self.classes)
         y = one_hot(batch["label"], k)
-        teacher = self.teacher_targets(batch)
-        if teacher is not None:  # distillation: the teacher's targets are mixed with the labels' weights
-            y = torch.cat([y, teacher], dim=1)
+        extra = self.extra_targets(batch)
+        if extra:  # e.g. distillation: the teacher's targets are mixed with the labels' weights
+            y = torch.cat([y, *extra], dim=1)
         if self.spec_aug is not None:
             x = self.spec_aug(x)
         if self.mix is not None:
             x, y = self.mix(x, y)
         y_cls = y[:, :k]
-        y_teacher = y[:, -k:] if teacher is not None else None
+        if extra:
+            extra = list(torch.split(y[:, k:], [e.shape[1] for e in extra], dim=1))
         if self.mode == "arcface":
-            # ArcFace needs a hard label for its margin; mixing is off in those stages.
+            # ArcFace needs a hard label for its margin inside the head; mixing is off in those stages.
             loss = F.cross_entropy(self.logits(x, y_cls.argmax(1)), y_cls)
         elif self.device_head is not None:
-            loss, dev_loss = self.device_head_loss(x, y_cls, batch["device"], y_teacher)
+            loss, dev_loss = self.device_head_loss(x, y_cls, batch, *extra)
             self.log("train_device_loss", dev_loss, on_step=False, on_epoch=True)
         else:
-            loss = self.class_loss(self.model(x), y_cls, y_teacher)
+            loss = self.class_loss(self.model(x), y_cls, *extra)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
         return loss
 
-    def device_head_loss(self, x: torch.Tensor, y_cls: torch.Tensor,
-                         device: torch.Tensor, y_teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(total, device loss) for Gao & McDonnell 2020 sec. 2.4: one body pass feeds the
-        scene output and the device head; ``device`` (indices, 0 = major) is not mixed."""
+    def device_head_loss(self, x: torch.Tensor, y_cls: torch.Tensor, batch: dict,
+                         *extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total, device loss) for Gao & McDonnell 2020 sec. 2.4: one body pass feeds the scene
+        output and the device head, which takes the batch fields it declares (the device index,
+        0 = major, not mixed)."""
         body, logits = body_and_logits(self.model, x)
-        dev_loss = self.device_head.loss(self.device_head(body), device)
-        return self.device_head.total(self.class_loss(logits, y_cls, y_teacher), dev_loss), dev_loss
+        dev_loss = self.device_head.loss(self.device_head(body), *(batch[n] for n in self.device_head.needs))
+        return self.device_head.total(self.class_loss(logits, y_cls, *extra), dev_loss), dev_loss
 
     def validation_step(self, batch: dict, batch_idx: int):
         x = self.inputs(batch, train=False)

@@ -49,6 +49,8 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from torch.utils.data import DataLoader, Dataset
 
 from asclab.errors import CheckpointError
+from asclab.io import write_json
+from asclab.train.checkpoint import _refusal
 from asclab.train.distributed import EpochSampler, mix_seed, process_rank_world
 
 LAST = "last.ckpt"
@@ -229,7 +231,6 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
     try:  # what Lightning will load with weights_only=True: refuse it here, in one line
         torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        from asclab.train.checkpoint import _refusal
         raise CheckpointError(f"{p}: {_refusal(str(exc))}") from None
     except Exception as exc:  # zip members that are not a torch checkpoint
         raise CheckpointError(f"{p}: damaged checkpoint ({type(exc).__name__}); resume from an earlier copy "
@@ -239,8 +240,6 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
 
 # ----- stages of a run -------------------------------------------------------------------------------
 def mark_stage_done(stage_dir: Path, info: dict) -> None:
-    from asclab.io import write_json
-
     write_json(Path(stage_dir) / DONE, info)
 
 
