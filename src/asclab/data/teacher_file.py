@@ -17,6 +17,7 @@ refused with one line naming it (``asclab.data.teacher_targets``).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,18 +104,20 @@ class TeacherFile:
         """Write atomically (a temporary file beside ``path``, renamed into place)."""
         path = Path(path)
         text = h5py.string_dtype("utf-8")
+        buf = io.BytesIO()  # built in memory, then one plain write: a full disk is then an OSError
+        with h5py.File(buf, "w") as f:  # of ours, not an HDF5 error left behind in an open file
+            f.attrs["format"] = FORMAT
+            f.attrs["classes"] = json.dumps(self.classes)
+            f.attrs["members"] = json.dumps(self.members)
+            f.attrs["duration"] = json.dumps(self.duration)
+            f.attrs["data"] = self.data
+            f.create_dataset("keys", data=np.array(self.keys, dtype=object), dtype=text)
+            f.create_dataset("sha256", data=np.array(self.hashes, dtype=object), dtype=text)
+            f.create_dataset("split", data=np.array(self.splits, dtype=object), dtype=text)
+            f.create_dataset("logits", data=self.logits)
+            f.create_dataset("mean", data=self.mean)
         with atomic_path(path, suffix=".h5") as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT
-                f.attrs["classes"] = json.dumps(self.classes)
-                f.attrs["members"] = json.dumps(self.members)
-                f.attrs["duration"] = json.dumps(self.duration)
-                f.attrs["data"] = self.data
-                f.create_dataset("keys", data=np.array(self.keys, dtype=object), dtype=text)
-                f.create_dataset("sha256", data=np.array(self.hashes, dtype=object), dtype=text)
-                f.create_dataset("split", data=np.array(self.splits, dtype=object), dtype=text)
-                f.create_dataset("logits", data=self.logits)
-                f.create_dataset("mean", data=self.mean)
+            tmp.write_bytes(buf.getvalue())
         self.path = path
         return path
 

@@ -11,6 +11,7 @@ or reordered row, naming the first mismatch. The result is an asclab teacher fil
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +41,7 @@ def read_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: holds {dtype} values; logits must be numbers (float or integer)")
     if len(shape) != 2:
         raise DataError(f"{path}: logits must be [rows, classes], got shape {shape}")
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(int(s) for s in shape)  # Python integers: a declared shape may overflow int64
     if n > MAX_LOGITS:
         raise DataError(f"{path}: declares {shape[0]:,} x {shape[1]:,} values, more than any data set asclab reads")
     need = offset + n * dtype.itemsize
