@@ -19,3 +19,7 @@ class CheckpointError(AsclabError):
 
 class ComplexityError(AsclabError):
     """A model that breaks a challenge's complexity limits."""
+
+
+class TrainingDiverged(AsclabError):
+    """The training loss became NaN or infinite: the run stops at that step (its last checkpoint is kept)."""

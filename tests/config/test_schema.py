@@ -117,8 +117,9 @@ def test_any_unknown_key_is_named(block, key):
 
 @PROPERTY
 @given(value=st.integers(-10**6, 10**6))
-def test_batch_size_is_accepted_exactly_when_positive(value):
-    if value >= 1:
+def test_batch_size_is_accepted_exactly_within_its_range(value):
+    """Accepted from 1 to 65536 (the bound on batch sizes, issue 21)."""
+    if 1 <= value <= 1 << 16:
         assert load_recipe("quickstart", [f"train.batch_size={value}"])["train"]["batch_size"] == value
     else:
         with pytest.raises(ConfigError, match=rf"train\.batch_size: {value} is out of range"):

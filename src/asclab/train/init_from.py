@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import sys
 
+import torch
 import torch.nn as nn
 
 from asclab.errors import ConfigError
+from asclab.features.config import FeatureConfig
 from asclab.train.checkpoint import load_model_file
 
 FRONT_END_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "scale", "log_eps", "channels", "deltas", "hpss")
 
 
 def init_from(model: nn.Module, path: str, classes: list[str], features: dict) -> dict:
-    """Copy the fitting weights of model file ``path`` into ``model``; what was copied and left fresh."""
-    from asclab.features.config import FeatureConfig
-
+    """Copy the fitting weights of model file ``path`` into ``model``; what was copied and left fresh.
+    Weights or stored BatchNorm statistics that are NaN or infinite are refused before training."""
     mf = load_model_file(path)
     have, want = FeatureConfig.from_dict(mf.features), FeatureConfig.from_dict(features)
     differ = [k for k in FRONT_END_KEYS if getattr(have, k) != getattr(want, k)]
@@ -45,6 +46,10 @@ def init_from(model: nn.Module, path: str, classes: list[str], features: dict) -
             fresh.append(k)
         else:
             take[k] = src.to(v.dtype)
+    bad = [k for k, v in take.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConfigError(f"train.init_from={path}: {len(bad)} of its tensors hold NaN or infinite values "
+                          f"(first: {bad[0]}); refused before training (a NaN start trains a NaN model)")
     if not take:
         raise ConfigError(f"train.init_from={path}: none of its weights fit model {type(model).__name__}")
     model.load_state_dict(take, strict=False)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from asclab.augment import build_batch_mix, build_mel_power_augment, build_spec_augment, build_waveform_augment
 from asclab.augment.mixing import one_hot
 from asclab.config import ArcFaceConfig, RecipeConfig, as_config
-from asclab.errors import ConfigError
+from asclab.errors import ConfigError, TrainingDiverged
 from asclab.features import FeatureExtractor
 from asclab.losses import ArcFaceHead, DeviceHead, build_loss, loss_needs
 from asclab.metrics import compute_metrics
@@ -164,6 +164,11 @@ class ASCModule(L.LightningModule):
             self.log("train_device_loss", dev_loss, on_step=False, on_epoch=True)
         else:
             loss = self.class_loss(self.model(x), y_cls, *extra)
+        if not bool(torch.isfinite(loss.detach())):  # stop now, not after the last epoch in evaluation
+            raise TrainingDiverged(
+                f"training loss is {float(loss):g} at step {self.global_step + 1} (epoch {self.current_epoch + 1}); "
+                "likely causes: a learning rate too high for this recipe, or NaN/inf inputs, teacher logits or "
+                "starting weights; stopped, the last good checkpoint (checkpoints/last.ckpt) is kept")
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
         return loss
