@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from asclab.api import classify_recordings
+from asclab.workflows.predict import classify_recordings
 from asclab.cli import main
 from asclab.errors import ComplexityError, ConfigError
 from asclab.export.package import write_package

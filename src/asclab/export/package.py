@@ -39,7 +39,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from asclab.errors import ComplexityError, ConfigError
+from asclab.compress.complexity import CHALLENGE_LIMITS
+from asclab.compress.deployed import model_complexity, stored_bits
+from asclab.errors import AsclabError, ComplexityError, ConfigError
+from asclab.io import is_disk_full
+from asclab.models.cp_mobile import CPMobile
+from asclab.models.device_container import DeviceContainer
 from asclab.evaluate.inference import Predictor
 from asclab.train.checkpoint import resolve_checkpoint
 
@@ -53,16 +58,12 @@ NAME_PATTERN = re.compile(r"[A-Z][A-Za-z]*_[A-Z][A-Za-z0-9]*_task1")
 
 
 def _member_complexity(pred: Predictor) -> dict[str, dict]:
-    """Each device model's verdict under the 2025 rule; ComplexityError naming the first that fails."""
-    from asclab.compress.complexity import CHALLENGE_LIMITS, complexity_report, default_input_shape
-    from asclab.models.device_container import DeviceContainer
-    from asclab.submit import stored_bits
-
-    bits = stored_bits(pred)
-    members = pred.model.members() if isinstance(pred.model, DeviceContainer) else {"all": pred.model}
+    """Each device model's verdict under the 2025 rule at the stored dtype's bits
+    (``asclab.compress.deployed``); ComplexityError naming the first that fails."""
+    report = model_complexity(pred.model, pred.fcfg, bits=stored_bits(pred.model, pred.meta.state_dict))
     out = {}
-    for name, net in members.items():
-        verdict = complexity_report(net, default_input_shape(pred.fcfg, 1.0), bits=bits)["challenges"][LIMIT_KEY]
+    for name, rep in (report.get("per_device") or {"all": report}).items():
+        verdict = rep["challenges"][LIMIT_KEY]
         if not verdict["pass"]:
             limit = next(lim for lim in CHALLENGE_LIMITS if lim.key == LIMIT_KEY)
             raise ComplexityError(f"device model {name!r} breaks the {limit.title} limits: {verdict['param_bytes']:,}"
@@ -74,8 +75,6 @@ def _member_complexity(pred: Predictor) -> dict[str, dict]:
 
 def _architecture(pred: Predictor) -> dict:
     """The CP-Mobile constructor values of the model (its defaults filled in)."""
-    from asclab.models.cp_mobile import CPMobile
-
     cfg = pred.meta.model
     base = cfg.get("base") if cfg.get("name") == "device_container" else cfg
     if not base or base.get("name") != "cp_mobile":
@@ -102,8 +101,6 @@ def _front_end(pred: Predictor) -> dict:
 
 
 def _weights(pred: Predictor) -> dict:
-    from asclab.models.device_container import DeviceContainer
-
     members = pred.model.members() if isinstance(pred.model, DeviceContainer) else {"base": pred.model}
     dtype = torch.float16 if pred.precision == "fp16" else torch.float32
     state = {}
@@ -132,6 +129,26 @@ def write_package(ckpt: str | Path, out: str | Path, *, name: str, index: int = 
     module = f"{name}_{index}"
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _write_tree(staging, name, module, payload, pred, complexity)
+    except BaseException as exc:  # a half-written package is never left behind
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, Exception) and (is_disk_full(exc) or isinstance(exc, OSError)):
+            kept = "the earlier package is intact" if out.exists() else "nothing was written"
+            why = "no space left / file too large" if is_disk_full(exc) else (getattr(exc, "strerror", None) or exc)
+            raise AsclabError(f"{out}: cannot write the package ({why}); {kept}") from None
+        raise
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    elif out.exists() or out.is_symlink():  # --force over a file: replaced by the package folder
+        out.unlink()
+    staging.rename(out)
+    return {"out": str(out), "module": f"{name}.{module}", "complexity": complexity,
+            "devices": payload["devices"], "precision": pred.precision}
+
+
+def _write_tree(staging: Path, name: str, module: str, payload: dict, pred: Predictor, complexity: dict) -> None:
+    """The package's files under ``staging`` (renamed into place by the caller)."""
     pkg = staging / name
     for sub in ("ckpts", "resources"):
         (pkg / sub).mkdir(parents=True)
@@ -145,11 +162,6 @@ def write_package(ckpt: str | Path, out: str | Path, *, name: str, index: int = 
         shutil.copyfile(TEMPLATE / src, staging / dest.format(name=name, module=module))
     (staging / "pyproject.toml").write_text((TEMPLATE / "pyproject.toml.in").read_text().replace("__PKG__", name))
     (staging / "README.md").write_text(_readme(name, module, pred, complexity))
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return {"out": str(out), "module": f"{name}.{module}", "complexity": complexity,
-            "devices": payload["devices"], "precision": pred.precision}
 
 
 def _readme(name: str, module: str, pred: Predictor, complexity: dict) -> str:
