@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from asclab.cli import main
-from asclab.config import load_recipe
+from asclab.config import load_config, load_recipe
 from asclab.data.records import Record
 from asclab.data.validation import ValidationSpec, carve_validation, kept_weights, recording_id
 from asclab.errors import ConfigError, DataError
@@ -64,15 +64,15 @@ def test_seed_changes_the_split_and_ids_fall_back_to_names_then_files():
 
 
 def test_keep_best_without_validation_is_refused(tmp_path, capsys):
-    assert kept_weights(load_recipe("quickstart")) == ["last"]  # the default keeps the last epoch
+    assert kept_weights(load_config("quickstart")[1]) == ["last"]  # the default keeps the last epoch
     with pytest.raises(ConfigError, match="train.keep"):
-        kept_weights(load_recipe("quickstart", ["train.keep=best"]))
+        kept_weights(load_config("quickstart", ["train.keep=best"])[1])
     stage_best = {"name": "t", "model": {"name": "cp_mobile"},
                   "workflow": {"stages": [{"name": "a"}, {"name": "b", "keep": "best"}]}}
     with pytest.raises(ConfigError, match="train.keep"):
-        kept_weights(load_recipe(stage_best))
+        kept_weights(load_config(stage_best)[1])
     ok = load_recipe("quickstart", ["train.keep=best", "data.validation={fraction: 0.1, by: identifier}"])
-    assert kept_weights(ok) == ["best"]
+    assert kept_weights(load_config(ok)[1]) == ["best"]
     # the command line refuses before any data is read: one line, exit status 2
     rc = main(["train", "quickstart", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "run"),
                "--set", "train.keep=best", "--quiet"])
@@ -84,7 +84,7 @@ def test_no_paper_recipe_keeps_a_best_epoch_without_validation():
     from asclab.config import list_recipes
 
     for name in list_recipes():
-        kept_weights(load_recipe(name))  # raises for best without data.validation
+        kept_weights(load_config(name)[1])  # raises for best without data.validation
 
 
 @pytest.mark.slow

@@ -14,8 +14,13 @@ import torch
 
 from asclab.errors import ConfigError
 from asclab.train import distributed
-from asclab.train.distributed import (EpochSampler, distributed_trainer_kwargs, gather_arrays, is_main_process,
-                                      scale_lr)
+from asclab.train.distributed import (
+    EpochSampler,
+    distributed_trainer_kwargs,
+    gather_arrays,
+    is_main_process,
+    lr_factor,
+)
 
 
 def _as_rank(monkeypatch, rank: int, world: int) -> None:
@@ -97,13 +102,12 @@ def test_gather_and_rank_without_a_process_group(monkeypatch):
 
 
 def test_learning_rate_rule_and_cli_arguments():
-    recipe = {"optim": {"name": "adam", "lr": 0.01}, "train": {}}
-    assert scale_lr(recipe, 4)["optim"]["lr"] == 0.01
-    assert scale_lr({**recipe, "train": {"scale_lr": "linear"}}, 4)["optim"]["lr"] == pytest.approx(0.04)
-    assert scale_lr({**recipe, "train": {"scale_lr": "sqrt"}}, 4)["optim"]["lr"] == pytest.approx(0.02)
-    assert scale_lr({**recipe, "train": {"scale_lr": "linear"}}, 1)["optim"]["lr"] == 0.01
+    assert lr_factor(None, 4) == 1.0 and lr_factor("none", 4) == 1.0
+    assert lr_factor("linear", 4) == pytest.approx(4.0)
+    assert lr_factor("sqrt", 4) == pytest.approx(2.0)
+    assert lr_factor("linear", 1) == 1.0
     with pytest.raises(ConfigError, match="scale_lr"):
-        scale_lr({**recipe, "train": {"scale_lr": "cubic"}}, 2)
+        lr_factor("cubic", 2)
     assert distributed_trainer_kwargs("4", 2, "ddp", "gpu") == {"devices": 4, "num_nodes": 2, "strategy": "ddp",
                                                                "accelerator": "gpu"}
     assert distributed_trainer_kwargs("auto") == {"devices": "auto"}

@@ -325,3 +325,14 @@ def test_read_npy_checks_generated_headers_before_reading(tmp_path_factory, shap
 
 def test_catalogue_of_new_doors_covers_each_class():
     assert {c for c, _ in CASES.values()} == {"published checkpoint", "teacher logits", "integers"}
+
+
+def test_package_force_over_an_existing_file_replaces_it_with_the_package(doors, tmp_path, capsys):
+    out = tmp_path / "pkg"
+    out.write_text("an earlier file")
+    assert main(["package", str(doors.model), "--name", "Doe_INST_task1", "--out", str(out)]) == 2
+    assert out.read_text() == "an earlier file"  # without --force it stays
+    capsys.readouterr()
+    assert main(["package", str(doors.model), "--name", "Doe_INST_task1", "--out", str(out), "--force"]) == 0
+    assert (out / "Doe_INST_task1" / "Doe_INST_task1_1.py").is_file() and (out / "pyproject.toml").is_file()
+    assert not (tmp_path / "pkg.partial").exists()

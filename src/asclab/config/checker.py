@@ -61,6 +61,16 @@ class Named:
         return {"name": self.name, **self.params}
 
 
+def plain(value: Any) -> Any:
+    """A typed block (or list of blocks) as the plain mapping its registry's builder takes:
+    ``{name: ..., **params}``, a batch-mix ``choice`` with its choices as mappings."""
+    if isinstance(value, Named):
+        return {"name": value.name, **{k: plain(v) for k, v in value.params.items()}}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 class ModelBlock(Named):
     kind = "model"
 

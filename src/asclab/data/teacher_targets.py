@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -23,23 +23,22 @@ from asclab.data.teacher_file import TeacherFile, clip_key, file_sha256
 from asclab.errors import ConfigError, DataError
 
 
-def teacher_path(recipe: dict) -> Path | None:
-    path = (recipe.get("data") or {}).get("teacher_logits")
-    if not path:
+def teacher_path(d: Any) -> Path | None:
+    """The typed ``data`` block's teacher file, ``{fold}`` replaced by ``data.test_fold``."""
+    if not d.teacher_logits:
         return None
-    text = str(path)
+    text = str(d.teacher_logits)
     if "{fold}" in text:
-        fold = recipe["data"].get("test_fold")
-        if fold is None:
+        if d.test_fold is None:
             raise ConfigError(f"data.teacher_logits {text!r} names {{fold}} but data.test_fold is not set")
-        text = text.replace("{fold}", str(fold))
+        text = text.replace("{fold}", str(d.test_fold))
     return Path(text)
 
 
-def uses_teacher(recipe: dict) -> bool:
-    """Whether the recipe's loss (or a workflow stage's) is the distillation loss."""
-    losses = [recipe.get("loss") or {}] + [s.get("loss") or {} for s in (recipe.get("workflow") or {}).get("stages") or []]
-    return any(loss.get("name") == "kd" for loss in losses)
+def uses_teacher(cfg: Any) -> bool:
+    """Whether the typed recipe's loss (or a workflow stage's) is the distillation loss."""
+    stages = (cfg.workflow.stages if cfg.workflow is not None else None) or []
+    return cfg.loss.name == "kd" or any((s.loss or {}).get("name") == "kd" for s in stages)
 
 
 @dataclass
@@ -50,19 +49,19 @@ class TeacherLogits:
     root: Path
 
     @classmethod
-    def for_recipe(cls, recipe: dict, root: str | Path, classes: Sequence[str],
+    def for_recipe(cls, cfg: Any, root: str | Path, classes: Sequence[str],
                    train_records: Sequence[Record]) -> "TeacherLogits | None":
-        """The recipe's teacher file, refused if its class order differs or a training clip lacks logits."""
-        path = teacher_path(recipe)
+        """The typed recipe's teacher file, refused if its class order differs or a training clip lacks logits."""
+        path = teacher_path(cfg.data)
         if path is None:
-            if uses_teacher(recipe):
+            if uses_teacher(cfg):
                 raise ConfigError("loss kd needs data.teacher_logits: a teacher file made by "
                                   "'asclab logits RUN ... --out teachers.h5' or 'asclab teachers'")
             return None
         tl = cls(TeacherFile.read(path), Path(root))
         tl.file.check_classes(classes)
         tl.logits_for(train_records)
-        if recipe["data"].get("teacher_verify"):
+        if cfg.data.teacher_verify:
             tl.verify(train_records)
         return tl
 

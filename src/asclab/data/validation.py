@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from asclab.data.names import parse_tau_name
 from asclab.data.records import Record
@@ -40,38 +41,27 @@ class ValidationSpec:
     by: str = "identifier"
 
     @classmethod
-    def from_recipe(cls, recipe: dict) -> "ValidationSpec | None":
-        """The recipe's ``data.validation`` (None when absent or null); ConfigError naming the key."""
-        raw = (recipe.get("data") or {}).get("validation")
-        if raw is None or raw is False:
+    def from_config(cls, v: Any) -> "ValidationSpec | None":
+        """The typed ``data.validation`` block (``asclab.config.ValidationConfig``; None: no split)."""
+        if v is None:
             return None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"data.validation must be a mapping like {{fraction: 0.1, by: identifier}}, got {raw!r}")
-        unknown = sorted(set(raw) - {"fraction", "by"})
-        if unknown:
-            raise ConfigError(f"data.validation: unknown key(s) {', '.join(unknown)}; known: fraction, by")
-        try:
-            fraction = float(raw.get("fraction", 0.1))
-        except (TypeError, ValueError):
-            raise ConfigError(f"data.validation.fraction must be a number, got {raw.get('fraction')!r}") from None
-        if not 0.0 < fraction < 1.0:
-            raise ConfigError(f"data.validation.fraction must be between 0 and 1 (exclusive), got {fraction}")
-        by = str(raw.get("by", "identifier"))
-        if by not in GROUPINGS:
-            raise ConfigError(f"data.validation.by must be one of {', '.join(GROUPINGS)}, got {by!r}")
-        return cls(fraction, by)
+        if not 0.0 < float(v.fraction) < 1.0:
+            raise ConfigError(f"data.validation.fraction must be between 0 and 1 (exclusive), got {v.fraction}")
+        if v.by not in GROUPINGS:
+            raise ConfigError(f"data.validation.by must be one of {', '.join(GROUPINGS)}, got {v.by!r}")
+        return cls(float(v.fraction), str(v.by))
 
 
-def kept_weights(recipe: dict) -> list[str]:
-    """``train.keep`` of the recipe and of each workflow stage; ConfigError when ``best``
-    is asked for without ``data.validation`` (it would choose weights on the test split)."""
-    train_keep = str((recipe.get("train") or {}).get("keep", "last"))
-    stages = ((recipe.get("workflow") or {}).get("stages") or [])
-    keeps = [str(s.get("keep", (s.get("train") or {}).get("keep", train_keep))) for s in stages] or [train_keep]
+def kept_weights(cfg: Any) -> list[str]:
+    """``train.keep`` of the typed recipe ``cfg`` and of each workflow stage; ConfigError when
+    ``best`` is asked for without ``data.validation`` (it would choose weights on the test split)."""
+    train_keep = cfg.train.keep
+    stages = (cfg.workflow.stages if cfg.workflow is not None else None) or []
+    keeps = [s.keep if s.keep is not None else (s.train or {}).get("keep", train_keep) for s in stages] or [train_keep]
     for k in [train_keep, *keeps]:
         if k not in KEEP_CHOICES:
             raise ConfigError(f"train.keep must be 'last' or 'best', got {k!r}")
-    if "best" in keeps and ValidationSpec.from_recipe(recipe) is None:
+    if "best" in keeps and cfg.data.validation is None:
         raise ConfigError("train.keep: best needs a validation split carved from the training data "
                           "(data.validation: {fraction: 0.1, by: identifier}); use train.keep: last otherwise")
     return keeps

@@ -18,7 +18,6 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from asclab.config import deep_merge
 from asclab.errors import ConfigError
 
 # Environment variables that launchers set; a non-zero value means "not the main process".
@@ -129,16 +128,14 @@ def gather_arrays(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate([g[i] for g in gathered]) for i in range(len(arrays)))
 
 
-def scale_lr(recipe: dict, world_size: int) -> dict:
-    """The recipe with ``optim.lr`` scaled for ``world_size`` processes per ``train.scale_lr``:
-    ``none`` (default; lr unchanged), ``linear`` (x W) or ``sqrt`` (x sqrt W)."""
-    rule = str(recipe["train"].get("scale_lr") or "none").lower()
+def lr_factor(rule: str | None, world_size: int) -> float:
+    """The factor ``optim.lr`` is scaled by for ``world_size`` processes per ``train.scale_lr``:
+    ``none`` (default; 1), ``linear`` (x W) or ``sqrt`` (x sqrt W)."""
+    rule = str(rule or "none").lower()
     factors = {"none": 1.0, "linear": float(world_size), "sqrt": math.sqrt(world_size)}
     if rule not in factors:
         raise ConfigError(f"train.scale_lr must be one of {', '.join(factors)}, got {rule!r}")
-    if factors[rule] == 1.0 or "lr" not in recipe["optim"]:
-        return recipe
-    return deep_merge(recipe, {"optim": {"lr": float(recipe["optim"]["lr"]) * factors[rule]}})
+    return factors[rule]
 
 
 def distributed_trainer_kwargs(devices: int | str | None = None, num_nodes: int | None = None,

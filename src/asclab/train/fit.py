@@ -15,6 +15,7 @@ import torch
 
 from asclab.config import RecipeConfig, as_config
 from asclab.data.records import Record
+from asclab.data.teacher_targets import TeacherLogits
 from asclab.data.validation import kept_weights
 from asclab.errors import ConfigError
 from asclab.train.data import device_list, make_dataset, needs_waveforms, readable_records, select_training_records
@@ -47,7 +48,7 @@ class FitResult:
 def fit(recipe: dict, train_records: list[Record], val_records: list[Record], classes: list[str],
         out_dir: Path, *, cache_dir: Path | None = None, progress: bool = True,
         trainer_kwargs: dict | None = None, resume: bool = False,
-        teachers: "TeacherLogits | None" = None, config: RecipeConfig | None = None) -> FitResult:
+        teachers: TeacherLogits | None = None, config: RecipeConfig | None = None) -> FitResult:
     """Train every stage of ``recipe`` into ``out_dir``. ``teachers``: the clips' teacher
     logits for the distillation loss (``asclab.data.teacher_targets``). ``resume``: continue an interrupted
     run there (finished stages are skipped, the current one continues from its
@@ -56,7 +57,7 @@ def fit(recipe: dict, train_records: list[Record], val_records: list[Record], cl
     t0 = time.time()
     out_dir = Path(out_dir)
     cfg = config if config is not None else as_config(recipe)
-    kept_weights(recipe)  # train.keep: best needs data.validation; the caller passes that split as val_records
+    kept_weights(cfg)  # train.keep: best needs data.validation; the caller passes that split as val_records
     # Denormal floats: flushing them made the quickstart's first steps on real cached features
     # 5x faster on this CPU (1.5-2.3 s -> 0.25 s per batch); bench_train.py sees little effect
     # in steady-state steps on random inputs.

@@ -23,11 +23,12 @@ from asclab.train.checkpoint import load_model_file
 FRONT_END_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "scale", "log_eps", "channels", "deltas", "hpss")
 
 
-def init_from(model: nn.Module, path: str, classes: list[str], features: dict) -> dict:
+def init_from(model: nn.Module, path: str, classes: list[str], features: FeatureConfig | dict) -> dict:
     """Copy the fitting weights of model file ``path`` into ``model``; what was copied and left fresh.
     Weights or stored BatchNorm statistics that are NaN or infinite are refused before training."""
     mf = load_model_file(path)
-    have, want = FeatureConfig.from_dict(mf.features), FeatureConfig.from_dict(features)
+    have = FeatureConfig.from_dict(mf.features)
+    want = features if isinstance(features, FeatureConfig) else FeatureConfig.from_dict(features)
     differ = [k for k in FRONT_END_KEYS if getattr(have, k) != getattr(want, k)]
     if differ:
         k = differ[0]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from asclab.augment import build_batch_mix, build_mel_power_augment, build_spec_augment, build_waveform_augment
 from asclab.augment.mixing import one_hot
-from asclab.config import ArcFaceConfig, RecipeConfig, as_config
+from asclab.config import ArcFaceConfig, RecipeConfig, as_config, plain
 from asclab.errors import ConfigError, TrainingDiverged
 from asclab.features import FeatureExtractor
 from asclab.losses import ArcFaceHead, DeviceHead, build_loss, loss_needs
@@ -31,10 +31,6 @@ from asclab.optim.optimizers import build_optimizer
 from asclab.optim.schedules import build_scheduler
 from asclab.train.distributed import gather_arrays
 from asclab.train.init_from import init_from
-
-
-def model_kwargs(recipe: dict) -> dict:
-    return {k: v for k, v in recipe["model"].items() if k != "name"}
 
 
 class ASCModule(L.LightningModule):
@@ -52,17 +48,18 @@ class ASCModule(L.LightningModule):
         self.fcfg = cfg.features
         self.features = FeatureExtractor(self.fcfg)
         self.model = create_model(cfg.model.name, num_classes=len(classes),
-                                  in_chans=self.fcfg.in_chans, **model_kwargs(recipe))
+                                  in_chans=self.fcfg.in_chans, **plain(cfg.model.params))
         if cfg.train.init_from:  # fine-tuning / transfer (asclab.train.init_from)
-            init_from(self.model, cfg.train.init_from, self.classes, recipe["features"])
+            init_from(self.model, cfg.train.init_from, self.classes, cfg.features)
         self.class_counts = class_counts
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.mode = "classify"
         self.arcface: nn.Module | None = None
-        dh = cfg.device_head if recipe.get("device_head") else None
+        dh = cfg.device_head
         self.device_head = DeviceHead(self.model.embed_dim, mode=dh.mode, weight=float(dh.weight),
                                       spatial=has_feature_map_top(self.model)) if dh is not None else None
-        self.configure_training(recipe)
+        self.lr_scale = 1.0  # train.scale_lr under DDP (asclab.train.phase)
+        self.configure_training(cfg)
         self._val_outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.frozen_modules: list[nn.Module] = []
 
@@ -72,18 +69,18 @@ class ASCModule(L.LightningModule):
             m.eval()
 
     # ----- configuration that a workflow stage may change -------------------------------
-    def configure_training(self, recipe: dict) -> None:
-        """(Re)build loss and augmentation from a (stage) recipe."""
-        self.stage_recipe = recipe
-        self.loss_fn = build_loss(recipe["loss"], class_counts=self.class_counts)
-        aug = recipe.get("augment") or {}
-        self.wave_aug = build_waveform_augment(aug.get("waveform") or [], sample_rate=self.fcfg.sample_rate)
-        self.spec_aug = build_spec_augment(aug.get("spec") or [])
+    def configure_training(self, cfg: RecipeConfig) -> None:
+        """(Re)build loss and augmentation from a (stage's) typed recipe."""
+        self.stage_config = cfg
+        self.loss_fn = build_loss(plain(cfg.loss), class_counts=self.class_counts)
+        aug = cfg.augment
+        self.wave_aug = build_waveform_augment(plain(aug.waveform), sample_rate=self.fcfg.sample_rate)
+        self.spec_aug = build_spec_augment(plain(aug.spec))
         # Masks of the mel power before the log (DCASE 2024 baseline); None when the recipe has none.
-        self.mel_power_aug = build_mel_power_augment(aug.get("mel_power") or []) or None
-        self.mix = build_batch_mix(aug.get("mix"))
+        self.mel_power_aug = build_mel_power_augment(plain(aug.mel_power)) or None
+        self.mix = build_batch_mix(plain(aug.mix))
         # train.channels_last (issue 15): NHWC weights and inputs, oneDNN's fast CPU layout
-        self.channels_last = bool((recipe.get("train") or {}).get("channels_last", False))
+        self.channels_last = cfg.train.channels_last
 
     def on_fit_start(self) -> None:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -205,16 +202,19 @@ class ASCModule(L.LightningModule):
 
     # ----- optimisation ---------------------------------------------------------------
     def configure_optimizers(self):
-        r = self.stage_recipe
-        opt = build_optimizer(self, r["optim"])
-        epochs = int(r["train"]["epochs"])
+        cfg = self.stage_config
+        optim = plain(cfg.optim)
+        if self.lr_scale != 1.0 and "lr" in optim:
+            optim["lr"] = float(optim["lr"]) * self.lr_scale
+        opt = build_optimizer(self, optim)
+        epochs = cfg.train.epochs
         try:
             steps = max(1, int(self.trainer.estimated_stepping_batches) // max(1, epochs))
         except Exception:  # no trainer attached (unit tests)
             steps = self.steps_per_epoch
         # A capped (shortened) run walks the recipe's whole schedule in fewer epochs.
-        sched_epochs = int(r["train"].get("schedule_epochs") or epochs)
-        sched = build_scheduler(opt, r["schedule"], epochs=sched_epochs,
+        sched_epochs = cfg.train.schedule_epochs or epochs
+        sched = build_scheduler(opt, plain(cfg.schedule), epochs=sched_epochs,
                                 steps_per_epoch=steps * epochs / sched_epochs, data_steps_per_epoch=steps)
         if sched is None:
             return opt

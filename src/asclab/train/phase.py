@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from asclab.io import atomic_path
 from asclab.train.averaging import build_averaging
 from asclab.train.data import make_loader
-from asclab.train.distributed import scale_lr
+from asclab.train.distributed import lr_factor
 from asclab.train.loggers import stage_loggers
 from asclab.train.resume import AtomicCheckpointIO, ResumeCheckpoint, ResumeState
 from asclab.train.stages import StageContext
@@ -61,7 +61,7 @@ def train_phase(module: L.LightningModule, ctx: StageContext, train_ds: Dataset,
     kwargs.update(trainer_kwargs or {})
     trainer = L.Trainer(**kwargs)
     world = trainer.world_size
-    module.stage_recipe = scale_lr(ctx.recipe, world)  # what configure_optimizers reads
+    module.lr_scale = lr_factor(scfg.train.scale_lr, world)  # configure_optimizers scales optim.lr by it
     # train.drop_last: null drops the last incomplete batch when a full one exists (BatchNorm on
     # a tiny batch); false keeps it, as the DCASE 2024 baseline's DataLoader does.
     drop_last = scfg.train.drop_last

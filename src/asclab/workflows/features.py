@@ -35,7 +35,7 @@ def build_features(recipe_name: str | Path | dict, data_dir: str | Path, *, over
     index = open_data(data_dir, cfg.data)
     seed = cfg.train.seed
     train, carved = list(index.train), []
-    validation = ValidationSpec.from_recipe(recipe)
+    validation = ValidationSpec.from_config(cfg.data.validation)
     if validation is not None:  # the same split train_run carves
         train, carved = carve_validation(train, validation, seed)
     test = [r for r in index.test if r.label is not None]

@@ -81,8 +81,8 @@ def _train_run_claimed(recipe: dict, cfg: RecipeConfig, data_dir: str | Path, ou
     and only global rank 0 writes the run folder; the others return ``{"run", "rank"}``.
     ``resume``: continue the interrupted run in ``out_dir`` (use :func:`resume_run`)."""
     t0 = time.time()
-    keeps = kept_weights(recipe)  # train.keep: best only with a validation split carved from training
-    validation = ValidationSpec.from_recipe(recipe)
+    keeps = kept_weights(cfg)  # train.keep: best only with a validation split carved from training
+    validation = ValidationSpec.from_config(cfg.data.validation)
     o = cfg.inference.openset  # McDonnell & Gao 2019 task 1c, stored in the model file
     openset = OpenSetRule(o.unknown_label, float(o.weight), tune=o.tune) if o is not None else None
     if openset is not None and openset.tune and validation is None:
@@ -111,7 +111,7 @@ def _train_run_claimed(recipe: dict, cfg: RecipeConfig, data_dir: str | Path, ou
     if validation is not None:  # whole recordings out of the training records (asclab.data.validation)
         train_records, carved = carve_validation(train_records, validation, cfg.train.seed)
     # data.teacher_logits (loss kd): refused here if it lacks a training clip or orders the classes otherwise
-    teachers = TeacherLogits.for_recipe(recipe, index.root, index.classes, train_records)
+    teachers = TeacherLogits.for_recipe(cfg, index.root, index.classes, train_records)
     if resume:
         note_resume(out)
     elif is_main_process():

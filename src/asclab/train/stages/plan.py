@@ -99,4 +99,4 @@ def prepare_phase(module: nn.Module, parts: list[StagePart], ctx: StageContext) 
         part.begin(module, ctx)
     for part in parts:
         part.prepare(module, ctx)
-    module.configure_training(ctx.recipe)
+    module.configure_training(ctx.config)
