@@ -2,8 +2,6 @@
 the convolutions, used by Predictor only while it is exact and current."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 from torch import nn
@@ -50,7 +48,7 @@ def test_default_predict_path_equals_the_reference_model(tmp_path, one_torch_thr
     path, model = _model_file(tmp_path)
     pred = Predictor.load(path)
     assert pred.fast is not None and pred.network() is not pred.model
-    assert pred.backend == ("onnxruntime" if backend == "onnxruntime" else "torch (folded)")
+    assert pred.backend.name == ("onnxruntime" if backend == "onnxruntime" else "torch (folded)")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in pred.fast[1].modules())  # folded copy
     waves = torch.randn(3, 1, 16000, generator=torch.Generator().manual_seed(2)) * 0.1
     ref, got = _reference_probs(model, pred, waves), pred.probs(waves)
@@ -77,11 +75,11 @@ def test_fast_network_follows_the_model_it_was_built_from(tmp_path, one_torch_th
     path, _ = _model_file(tmp_path)
     pred = Predictor.load(path)
     other = _trained_looking(create_model("cp_mobile", num_classes=4, in_chans=1))
-    swapped = replace(pred, model=other)
+    swapped = pred.with_network(other)
     assert swapped.network() is other  # a replaced model is never shadowed by the old folded copy
     pred.model.train()
     assert pred.network() is pred.model  # nor a model put back into training mode
-    half = replace(pred, precision="fp16")
+    half = pred.with_network(pred.model, "fp16")
     assert half.network() is half.model
 
 

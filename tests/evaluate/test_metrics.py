@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from asclab.evaluate.inference import open_set_decision, tune_open_set_weight
+from asclab.evaluate.openset import open_set_decision, tune_open_set_weight
 from asclab.evaluate.metrics import compute_metrics, confusion_matrix, log_loss, macro_accuracy
 
 

@@ -21,7 +21,7 @@ import torch
 from asclab.cli import main
 from asclab.data import load_audio
 from asclab.evaluate.inference import Predictor
-from asclab.evaluate.longform import DEFAULT_WINDOW, Windowing, audio_files, classify_files, torch_probs_fn
+from asclab.evaluate.windowing import DEFAULT_WINDOW, Windowing, audio_files
 from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
 from asclab.models import create_model
@@ -109,8 +109,8 @@ def test_windows_hold_the_right_audio(tau_clips, model_1s):
     _, files = tau_clips
     stereo48 = next(f for f in files if sf.info(str(f)).channels == 2 and sf.info(str(f)).samplerate == 48000)
     pred = Predictor.load(model_1s)
-    (res,) = classify_files([stereo48], torch_probs_fn(pred), pred.classes,
-                            Windowing(16000, "mono", window=1.0, hop=0.75), batch_size=4, progress=False)
+    assert pred.windowing(0.75) == Windowing(16000, "mono", window=1.0, hop=0.75)
+    (res,) = pred.classify_files([stereo48], hop=0.75, batch_size=4, progress=False)
     assert len(res.windows) == len(_expected_starts(160000, 16000, 1.0, 0.75))
     whole = load_audio(stereo48, 16000, channels="mono")  # one-shot resampling of the whole file
     for w in res.windows[:-1]:
@@ -163,8 +163,7 @@ def test_short_file_and_tail_rules(tmp_path, model_1s):
     for seconds, expect in ((0.3, [0.0]), (2.4, [0.0, 1.0]), (2.6, [0.0, 1.0, 2.0])):
         f = tmp_path / f"x{seconds}.flac"
         sf.write(f, 0.1 * rng.standard_normal(int(seconds * 22050)), 22050)
-        (res,) = classify_files([f], torch_probs_fn(pred), pred.classes, Windowing(16000, "mono", 1.0),
-                                progress=False)
+        (res,) = pred.classify_files([f], progress=False)
         assert [w.start for w in res.windows] == expect
         assert res.windows[-1].end == pytest.approx(min(expect[-1] + 1.0, seconds), abs=1e-4)
 

@@ -1,199 +1,275 @@
-"""Inference from an asclab model file: full-length features, test-time
-augmentation (Horvath 2021 sec. 4), ensembles by softmax averaging
-(McDonnell & Gao 2019 sec. 3.7; Gao & McDonnell 2020 submission 4) and the
-open-set decision (McDonnell & Gao 2019 sec. 3.7, task 1c)."""
+"""The one Predictor: every way from a waveform to a decision (evaluate, predict, submit, the
+DCASE API, teacher logits, the ONNX predictor) goes through it; only the network's backend differs.
+
+``Predictor.load(path)`` reads everything from the model file: the front end and network, the
+resampler, windowing or whole-file inference, the device models of a device container, the
+open-set rule (McDonnell & Gao 2019 sec. 3.7, task 1c), the precision and the test-time
+augmentation (Horvath 2021 sec. 4). An asclab model file runs in torch
+(``asclab.evaluate.torch_backend``: eager, or batch norms folded and run in onnxruntime where
+exact); an exported ``.onnx`` file runs in onnxruntime (``asclab.evaluate.onnx_backend``),
+without torch. Two ways in, one window/batch/network code:
+
+* ``classify_files``: recordings in windows (``asclab.evaluate.windowing``), the whole-file
+  decision the mean of the window probabilities; files grouped by recording device
+  (``asclab.data.devices.group_by_device``), each group through its device's model;
+* ``classify_records``: one clip per ``Record`` as training reads it, ensembles averaged by
+  softmax (McDonnell & Gao 2019 sec. 3.7; Gao & McDonnell 2020 submission 4), each clip of a
+  device container through its device's model.
+
+This module needs no torch: without it (the torch-free ONNX predictor) only ``.onnx`` files load.
+"""
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from asclab.augment import build_spec_augment, build_waveform_augment
-from asclab.compress.qat import INFO_KEY as QAT_INFO_KEY
-from asclab.compress.qat import rebuild_int8
-from asclab.data import load_audio
-from asclab.data.audio import check_not_near_empty
+from asclab.data.audio import check_not_near_empty, load_audio
+from asclab.data.devices import group_by_device
 from asclab.data.records import Record, naming_row
-from asclab.errors import AsclabError
-from asclab.evaluate.fast_path import fused_for_inference, onnx_network
-from asclab.evaluate.openset import (
-    TUNE_WEIGHTS,
-    OpenSetRule,
-    decide,
-    stored_rule,
-    tune_weight,
+from asclab.errors import AsclabError, ConfigError
+from asclab.evaluate.onnx_backend import load_onnx
+from asclab.evaluate.openset import OpenSetRule, decide_labels
+from asclab.evaluate.settings import InferenceSettings
+from asclab.evaluate.windowing import (
+    DEFAULT_WINDOW,
+    FileResult,
+    Windowing,
+    audio_files,
+    check_run_options,
+    classify_indexed,
 )
-from asclab.features import FeatureExtractor
-from asclab.features.config import FeatureConfig
-from asclab.features.extractor import feature_shape
-from asclab.models import create_model
-from asclab.models.device_container import DeviceContainer
-from asclab.train.checkpoint import ModelFile, load_model_file
+
+try:  # torch is what runs asclab model files; the torch-free ONNX predictor loads without it
+    from asclab.evaluate.torch_backend import load_torch, torch_parts
+except ModuleNotFoundError as exc:
+    if exc.name != "torch" and not (exc.name or "").startswith("torch."):
+        raise
+    load_torch = torch_parts = None
 
 
-@dataclass
 class Predictor:
-    """A trained model with its front end, ready to classify waveforms."""
+    """A model ready to classify: its ``settings`` (from the model file) and its network ``backend``.
 
-    model: torch.nn.Module
-    features: FeatureExtractor
-    fcfg: FeatureConfig
-    classes: list[str]
-    duration: float | None
-    meta: ModelFile
-    precision: str = "fp32"  # "fp16": fp16 weights and inputs (recipe inference.precision; DCASE 2025 packages); "int8": a QAT model
-    # (network, its conv-BN-folded copy, that copy in onnxruntime or None): asclab.evaluate.fast_path,
-    # used while ``model`` is that network
-    fast: tuple | None = field(default=None, repr=False, compare=False)
+    ``Predictor(settings, backend)``; the form of the torch-only predictor this one replaced,
+    ``Predictor(model, features, fcfg, classes, duration, meta[, precision])``, builds the torch backend."""
+
+    def __init__(self, settings: InferenceSettings, backend=None, *torch_fields, **torch_kwargs) -> None:
+        if not isinstance(settings, InferenceSettings):
+            settings, backend = torch_parts(settings, backend, *torch_fields, **torch_kwargs)
+        self.settings, self.backend = settings, backend
 
     @classmethod
-    def load(cls, path: str | Path) -> "Predictor":
-        mf = load_model_file(path)
-        torch.set_flush_denormal(True)  # denormals slow CPU inference several-fold
-        fcfg = FeatureConfig.from_dict(mf.features)
-        kwargs = {k: v for k, v in mf.model.items() if k != "name"}
-        model = create_model(mf.model["name"], num_classes=len(mf.classes), in_chans=fcfg.in_chans, **kwargs)
-        quant = (mf.extra or {}).get(QAT_INFO_KEY)
-        if quant is not None:  # an int8 model (asclab.compress.qat): the graph rebuilt, its int8 state loaded
-            model = rebuild_int8(model, quant, mf.state_dict)
-            return cls(model, FeatureExtractor(fcfg).eval(), fcfg, list(mf.classes), mf.duration, mf, "int8")
-        try:
-            model.load_state_dict({k: v.float() if torch.is_floating_point(v) else v
-                                   for k, v in mf.state_dict.items()})
-        except RuntimeError as exc:
-            raise AsclabError(f"{path}: weights do not fit model {mf.model['name']!r} "
-                              f"({str(exc).splitlines()[0][:160]})") from None
-        model.eval()
-        precision = str(((mf.recipe or {}).get("inference") or {}).get("precision") or "fp32")
-        if precision not in ("fp32", "fp16"):
-            raise AsclabError(f"{path}: inference.precision must be fp32 or fp16, got {precision!r}")
-        if precision == "fp16":
-            model.half()
-        pred = cls(model, FeatureExtractor(fcfg).eval(), fcfg, list(mf.classes), mf.duration, mf, precision)
-        if precision == "fp32":
-            pred.fast = pred.fast_network()
-        return pred
+    def load(cls, path: str | Path, *, threads: int | None = None) -> "Predictor":
+        """An asclab model file (torch backend) or an exported ``.onnx`` file (onnxruntime backend;
+        ``threads``: its intra-op threads)."""
+        if Path(path).suffix.lower() == ".onnx":
+            return cls(*load_onnx(path, threads))
+        if load_torch is None:
+            raise AsclabError(f"{path}: an asclab model file needs torch; without it only exported .onnx "
+                              "files load (asclab export)")
+        return cls(*load_torch(path))
 
-    def fast_network(self) -> tuple | None:
-        """``(model, folded copy or model, onnxruntime session or None)`` when folding the batch
-        norms or running the network in onnxruntime is exact on this model's feature shape
-        (``asclab.evaluate.fast_path``); None otherwise (then ``model`` runs as it is).
-        ``ASCLAB_INFERENCE=torch`` keeps the network in torch."""
-        if hasattr(self.model, "model_for_device"):
-            return None
-        seconds = self.duration or 1.0
-        try:
-            shape = feature_shape(self.fcfg, int(round(seconds * self.fcfg.sample_rate)))
-        except ValueError:
-            return None
-        gen = torch.Generator().manual_seed(0)
-        example = torch.randn((1, *shape), generator=gen)
-        fused = fused_for_inference(self.model, example)
-        base = fused if fused is not None else self.model
-        use_ort = os.environ.get("ASCLAB_INFERENCE", "").strip().lower() != "torch"
-        ort_net = onnx_network(base, self.model, example) if use_ort and not self.model.training else None
-        return (self.model, base, ort_net) if fused is not None or ort_net is not None else None
-
-    def network(self):
-        """The network ``logits`` runs: the exact onnxruntime session, else the exact folded copy,
-        while they belong to ``model`` (an eval-mode fp32 model); ``model`` itself otherwise."""
-        if self.fast is not None and self.fast[0] is self.model and self.precision == "fp32" \
-                and not self.model.training:
-            return self.fast[2] if self.fast[2] is not None else self.fast[1]
-        return self.model
+    # ---- the model file's settings ----------------------------------------------------------
 
     @property
-    def backend(self) -> str:
-        """What runs the network now: 'onnxruntime', 'torch (folded)' or 'torch'."""
-        net = self.network()
-        return "onnxruntime" if net is not self.model and not isinstance(net, torch.nn.Module) else \
-            "torch (folded)" if net is not self.model else "torch"
+    def classes(self) -> list[str]:
+        return self.settings.classes
 
-    def for_device(self, device_id: str | None) -> "Predictor":
-        """This predictor with the model of ``device_id`` (a device container's member; the general
-        model for an unknown id; a single model serves every device)."""
-        if not isinstance(self.model, DeviceContainer):
-            return self
-        return replace(self, model=self.model.model_for_device(device_id))
+    @property
+    def duration(self) -> float | None:
+        return self.settings.duration
 
     @property
     def whole_file(self) -> bool:
         """Classify a recording as one input by default (recipe ``inference.whole_file``; imported
         fully convolutional models, as their DCASE 2025 packages do)."""
-        return bool(((self.meta.recipe or {}).get("inference") or {}).get("whole_file"))
+        return self.settings.whole_file
 
     @property
     def openset(self) -> OpenSetRule | None:
         """The open-set rule the model file carries (``asclab.evaluate.openset``), or None."""
-        return stored_rule(getattr(self.meta, "openset", None), self.meta.recipe)
+        return self.settings.openset
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Device ids with a model of their own (a device container); empty for one network."""
+        return tuple(self.backend.devices)
+
+    @property
+    def routes_by_device(self) -> bool:
+        """Whether the network picks a model per recording device (a device container)."""
+        return bool(self.backend.routes)
+
+    def windowing(self, hop: float | None = None) -> Windowing:
+        """How recordings become this model's inputs, the one place a ``Windowing`` is built from a
+        model: its rate, channel policy and resampler, windows of its clip length
+        (``DEFAULT_WINDOW`` without one) every ``hop`` seconds (default: the window length), or, for
+        a model whose recipe says ``inference.whole_file`` and no hop given, each recording as one
+        input. A hop below one feature frame is refused."""
+        s = self.settings
+        if hop is not None and s.feature_hop and hop > 0 and hop * s.sample_rate < s.feature_hop:
+            raise ConfigError(f"--hop {hop:g} s is below one feature frame of the model "
+                              f"({s.feature_hop / s.sample_rate:g} s)")
+        return Windowing(int(s.sample_rate), s.channels, float(s.duration) if s.duration else DEFAULT_WINDOW, hop,
+                         whole_file=bool(s.whole_file and hop is None), resampler=s.resampler)
+
+    def tta_settings(self) -> tuple[int, dict | None]:
+        """The model file's test-time augmentation: ``(copies, {waveform: [...], spec: [...]} or None)``;
+        a malformed inference block is refused naming the file."""
+        return self.backend.tta_settings()
+
+    def for_device(self, device_id: str | None) -> "Predictor":
+        """This predictor with the network of ``device_id`` (a device container's member; the general
+        model for an unknown id or None); itself for a model that serves every device."""
+        backend = self.backend.for_device(device_id)
+        return self if backend is self.backend else Predictor(self.settings, backend)
+
+    def labels(self, probs: np.ndarray) -> list[str]:
+        """Labels for probability rows, with the model's open-set rule (``asclab.evaluate.openset``)."""
+        return decide_labels(probs, self.classes, self.openset)
+
+    # ---- the network --------------------------------------------------------------------------
+
+    def run_batch(self, waves: np.ndarray | Sequence[np.ndarray], device_ids: Sequence[str | None] | None = None,
+                  tta: int = 0, tta_augment: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probs[B, K], logits[B, K] or None)`` for waveforms ``[B, C, N]`` (a list is zero-padded
+        to its longest). ``device_ids`` route each clip of a device container to its device's model
+        (test-time augmentation then applies to none: it is for the general model only)."""
+        batch = stack_waves(waves) if not isinstance(waves, np.ndarray) else waves
+        ids = list(device_ids) if device_ids is not None and self.routes_by_device else None
+        return self.backend.run(batch, ids, tta, tta_augment)
 
     def load_wave(self, path: str | Path, duration: float | None = "default") -> np.ndarray:
-        dur = self.duration if duration == "default" else duration
+        """A clip as training reads it: the model's rate, channels and resampler, cropped or padded
+        to ``duration`` (default: the model's clip length; None: the whole file)."""
+        s = self.settings
+        dur = s.duration if duration == "default" else duration
         check_not_near_empty(path, dur)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
-        expect_rate = ((self.meta.recipe or {}).get("data") or {}).get("expect_rate")  # as in training
-        return load_audio(path, self.fcfg.sample_rate, channels=self.fcfg.channels, duration=dur,
-                          resampler=self.fcfg.resampler, expect_rate=expect_rate)
+        return load_audio(path, s.sample_rate, channels=s.channels, duration=dur, resampler=s.resampler,
+                          expect_rate=s.expect_rate)
 
-    @torch.no_grad()
-    def logits(self, waves: torch.Tensor, device_ids: list[str | None] | None = None) -> torch.Tensor:
-        """Logits (float32) for a batch of waveforms (B, C, N); ``device_ids`` route the clips of a
-        device container (``asclab.models.device_container``) and are ignored by other models."""
-        x = self.features(waves)
-        if self.precision == "fp16":
-            x = x.half()
-        if device_ids is not None and hasattr(self.model, "model_for_device"):
-            return self.model(x, device_ids).float()
-        return self.network()(x).float()
+    # ---- the two ways in -----------------------------------------------------------------------
 
-    @torch.no_grad()
-    def probs(self, waves: torch.Tensor, tta: int = 0, tta_augment: dict | None = None,
-              seed: int = 0, device_ids: list[str | None] | None = None) -> torch.Tensor:
-        """Class probabilities. With ``tta`` > 0, ``tta`` copies are augmented
-        (``tta_augment = {waveform: [...], spec: [...]}``, e.g. Horvath's time-domain
-        augmentations and the temporal shuffle), their logits averaged, and the
-        softmax taken after averaging (Horvath 2021 sec. 4)."""
-        if tta <= 0 or device_ids is not None:  # TTA for the general model only
-            return torch.softmax(self.logits(waves, device_ids), dim=1)
-        cfg = tta_augment or {}
-        wave_aug = build_waveform_augment(cfg.get("waveform") or [], sample_rate=self.fcfg.sample_rate)
-        spec_aug = build_spec_augment(cfg.get("spec") or [])
-        state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        try:
-            total = torch.zeros(len(waves), len(self.classes))
-            for _ in range(tta):
-                x = self.features(wave_aug(waves) if wave_aug is not None else waves)
-                x = spec_aug(x) if spec_aug is not None else x
-                total += self.network()(x.half() if self.precision == "fp16" else x).float()
-        finally:
-            torch.random.set_rng_state(state)
-        return torch.softmax(total / tta, dim=1)
+    def classify_files(self, paths: Sequence[str | Path], *, hop: float | None = None, batch_size: int = 16,
+                       on_error: str = "raise", skipped: list | None = None, progress: bool = True,
+                       tta: int = 0, tta_augment: dict | None = None, device: str | None = None,
+                       devices: Sequence[str | None] | None = None, search_folders: bool = False) -> list[FileResult]:
+        """Per-window timeline and whole-file decision for each readable file, in order
+        (``asclab.evaluate.windowing.classify_indexed``; ``on_error="skip"`` leaves unreadable files
+        out and lists them in ``skipped``). ``device`` (every file) or ``devices`` (one id per
+        file): the recording device, which picks a device container's model (unknown ids: the
+        general model); files are classified device by device, in order of first appearance.
+        ``search_folders``: folders in ``paths`` stand for the audio files under them."""
+        win = self.windowing(hop)
+        check_run_options(on_error, batch_size)
+        paths = audio_files(paths) if search_folders else [Path(p) for p in paths]
+        ids = list(devices) if devices is not None else [device] * len(paths)
+        if len(ids) != len(paths):
+            raise ConfigError(f"{len(paths)} files but {len(ids)} device ids")
+        groups = group_by_device(ids)  # device by device, each id on its own (batches never mix ids)
+        rule, found = self.openset, {}
+        for dev, rows in groups.items():
+            member = self.for_device(dev)
+
+            def probs_fn(batch: np.ndarray, member: Predictor = member):
+                return member.run_batch(batch, tta=tta, tta_augment=tta_augment)
+
+            got = classify_indexed([paths[i] for i in rows], probs_fn, self.classes, win, batch_size=batch_size,
+                                   on_error=on_error, skipped=skipped, progress=progress, rule=rule)
+            found.update({rows[j]: r for j, r in got.items()})
+        return [found[i] for i in sorted(found)]
+
+    def classify_records(self, records: Sequence[Record], **kwargs) -> "RecordOutputs":
+        """``classify_records([self], records, ...)``."""
+        return classify_records([self], records, **kwargs)
+
+    # ---- the torch backend's parts (asclab model files) ----------------------------------------
+
+    @property
+    def model(self):
+        return self.backend.model
+
+    @model.setter
+    def model(self, value) -> None:
+        self.backend.model = value
+
+    @property
+    def features(self):
+        return self.backend.features
+
+    @property
+    def fcfg(self):
+        return self.backend.fcfg
+
+    @property
+    def meta(self):
+        return self.backend.meta
+
+    @property
+    def precision(self) -> str:
+        return getattr(self.backend, "precision", "fp32")
+
+    @property
+    def fast(self):
+        return self.backend.fast
+
+    def with_network(self, model, precision: str | None = None) -> "Predictor":
+        """This predictor with another torch network (e.g. an fp16 copy, ``asclab.evaluate.precision``)."""
+        return Predictor(self.settings, self.backend.with_model(model, precision))
+
+    def network(self):
+        return self.backend.network()
+
+    def logits(self, waves, device_ids: list[str | None] | None = None):
+        """Torch logits for a torch batch of waveforms (``TorchBackend.logits``)."""
+        return self.backend.logits(waves, device_ids)
+
+    def probs(self, waves, tta: int = 0, tta_augment: dict | None = None, seed: int = 0,
+              device_ids: list[str | None] | None = None):
+        """Torch probabilities for a torch batch of waveforms (``TorchBackend.probs``)."""
+        return self.backend.probs(waves, tta=tta, tta_augment=tta_augment, seed=seed, device_ids=device_ids)
+
+    def inputs(self, waves: np.ndarray) -> np.ndarray:
+        """The network's input (features) for waveforms ``[B, C, N]``."""
+        return self.backend.inputs(waves)
 
 
-def predict_records(predictors: Predictor | list[Predictor], records: list[Record], *, batch_size: int = 16,
-                    tta: int = 0, tta_augment: dict | None = None, progress: bool = True,
-                    on_error: str = "raise", skipped: list | None = None) -> np.ndarray:
-    """Probabilities (N, K) for records, averaged over an ensemble's members' softmax outputs."""
+@dataclass
+class RecordOutputs:
+    """``probs[N, K]``: the mean of the members' softmax outputs (NaN rows: clips skipped);
+    ``logits[M, N, K]``: each member's logits (float32), None with test-time augmentation."""
+
+    probs: np.ndarray
+    logits: np.ndarray | None
+
+
+def classify_records(predictors: Predictor | list[Predictor], records: Sequence[Record], *, batch_size: int = 16,
+                     tta: int = 0, tta_augment: dict | None = None, progress: bool = True, on_error: str = "raise",
+                     skipped: list | None = None, duration: float | None = "default",
+                     desc: str = "predict") -> RecordOutputs:
+    """Each record's clip (``Predictor.load_wave``: ``duration`` seconds, default the model's) through
+    every member, in batches of ``batch_size`` records. ``on_error="skip"``: a clip that cannot be
+    read gets a NaN row and ``(path, reason)`` in ``skipped``; errors name the metadata row."""
     members = predictors if isinstance(predictors, list) else [predictors]
     first = members[0]
     for p in members[1:]:
         if p.classes != first.classes:
             raise AsclabError("ensemble members disagree on the class list")
     out = np.zeros((len(records), len(first.classes)), dtype=np.float64)
-    bar = tqdm(total=len(records), desc="predict", unit="clip", disable=not progress, leave=False)
+    logits: np.ndarray | None = np.zeros((len(members), len(records), len(first.classes)), dtype=np.float32)
+    bar = tqdm(total=len(records), desc=desc, unit="clip", disable=not progress, leave=False)
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
-        for member in members:
+        for m, member in enumerate(members):
             waves, keep = [], []
             for j, rec in enumerate(chunk):
                 try:
                     with naming_row(rec):  # errors name the metadata file and row
-                        waves.append(torch.from_numpy(member.load_wave(rec.path)))
+                        waves.append(member.load_wave(rec.path, duration))
                     keep.append(j)
                 except AsclabError as exc:
                     if on_error != "skip":
@@ -203,31 +279,25 @@ def predict_records(predictors: Predictor | list[Predictor], records: list[Recor
                     out[start + j] = np.nan
             if not waves:
                 continue
-            batch = _stack(waves)
             # a device container routes each clip by its recorded device (DCASE 2025)
-            ids = [chunk[j].device for j in keep] if hasattr(member.model, "model_for_device") else None
-            p = member.probs(batch, tta=tta, tta_augment=tta_augment, device_ids=ids).numpy()
-            out[[start + j for j in keep]] += p / len(members)
+            p, lg = member.run_batch(waves, [chunk[j].device for j in keep], tta, tta_augment)
+            rows = [start + j for j in keep]
+            out[rows] += p / len(members)
+            if lg is None:
+                logits = None
+            elif logits is not None:
+                logits[m, rows] = lg
         bar.update(len(chunk))
     bar.close()
-    return out
+    return RecordOutputs(out, logits)
 
 
-def _stack(waves: list[torch.Tensor]) -> torch.Tensor:
+def predict_records(predictors: Predictor | list[Predictor], records: list[Record], **kwargs) -> np.ndarray:
+    """Probabilities (N, K) for records: ``classify_records(...).probs``."""
+    return classify_records(predictors, records, **kwargs).probs
+
+
+def stack_waves(waves: Sequence[np.ndarray]) -> np.ndarray:
+    """Waveforms ``[C, N_i]`` as one batch ``[B, C, max N_i]``, zero-padded at the end."""
     n = max(w.shape[-1] for w in waves)
-    return torch.stack([torch.nn.functional.pad(w, (0, n - w.shape[-1])) for w in waves])
-
-
-def open_set_decision(probs: np.ndarray, unknown_index: int, weight: float = 5.0) -> np.ndarray:
-    """Task 1c decision by class index (see ``asclab.evaluate.openset.decide``, which every
-    command uses): the 'unknown' softmax output weighted by ``weight`` before the argmax."""
-    classes = [str(i) for i in range(np.shape(probs)[-1])]
-    return decide(probs, classes, OpenSetRule(classes[unknown_index], float(weight)))
-
-
-def tune_open_set_weight(probs: np.ndarray, y_true: np.ndarray, unknown_index: int,
-                         weights: Iterable[float] = TUNE_WEIGHTS) -> tuple[float, float]:
-    """Pick the weight maximising the 2019 task 1c score: mean of the known-class
-    macro accuracy and the unknown-class accuracy. Returns (weight, score)."""
-    classes = [str(i) for i in range(np.shape(probs)[-1])]
-    return tune_weight(probs, y_true, classes, OpenSetRule(classes[unknown_index], 1.0), weights)
+    return np.stack([np.pad(w, [(0, 0)] * (w.ndim - 1) + [(0, n - w.shape[-1])]) for w in waves])

@@ -15,7 +15,6 @@ backend's, as on the GPUs and accelerators the papers deploy to.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import numpy as np
 
@@ -36,7 +35,7 @@ def at_precision(predictor, precision: str):
     if check_precision(precision) == getattr(predictor, "precision", "fp32"):
         return predictor
     model = copy.deepcopy(predictor.model)
-    return replace(predictor, model=model.half() if precision == "fp16" else model.float(), precision=precision)
+    return predictor.with_network(model.half() if precision == "fp16" else model.float(), precision)
 
 
 def precision_change(m_fp32, m_low, probs_fp32: np.ndarray, probs_low: np.ndarray, precision: str) -> dict:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from asclab.config import DataConfig, typed_block
 from asclab.data import open_dataset
+from asclab.data.audio import fit_length
 from asclab.data.open import open_data
 from asclab.errors import AsclabError
 
@@ -54,17 +54,10 @@ def clip_paths(source: str | Path, *, split: str = "train", limit: int | None = 
     return [Path(p) for p in paths]
 
 
-@torch.no_grad()
 def clip_features(pred, paths: list[Path], seconds: float) -> np.ndarray:
     """Features ``[N, in_chans, n_mels, frames]`` (float32) of ``seconds`` of each file, as the model sees them."""
     n = int(round(seconds * pred.fcfg.sample_rate))
-    out = []
-    for p in paths:
-        wave = pred.load_wave(p, duration=None)
-        wave = wave[..., :n]
-        if wave.shape[-1] < n:
-            wave = np.pad(wave, [(0, 0)] * (wave.ndim - 1) + [(0, n - wave.shape[-1])])
-        out.append(pred.features(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]).numpy())
+    out = [pred.inputs(fit_length(pred.load_wave(p, duration=None), n)[None]) for p in paths]
     return np.concatenate(out).astype(np.float32)
 
 

@@ -14,7 +14,8 @@ Here ``model_file_path=None`` means the path in ``$ASCLAB_MODEL`` (asclab
 ships no default weights). A device container (``asclab.models.device_container``,
 e.g. an imported DCASE 2025 model) gives each device id its own network, the
 general one for an unknown id; any other asclab network serves every device.
-``predict`` windows each file like ``asclab predict`` and returns ``log`` of
+``predict`` is ``asclab predict``'s own path (``Predictor.classify_files``: the model's windowing,
+files grouped by device id) and returns ``log`` of
 the whole-file probabilities (mean over windows) as the logits: a ``[N, K]`` tensor, whose rows iterate like the
 challenge's list of ``[K]`` tensors and whose softmax is exactly what
 ``asclab predict`` reports (for a one-window file this is the network's
@@ -35,8 +36,8 @@ from torch import Tensor, nn
 
 from asclab.errors import ConfigError
 from asclab.evaluate.inference import Predictor
-from asclab.evaluate.longform import Windowing, classify_files, iter_windows
 from asclab.evaluate.openset import decision_logits
+from asclab.evaluate.windowing import iter_windows
 
 MODEL_ENV = "ASCLAB_MODEL"
 
@@ -52,9 +53,7 @@ class DcaseModel(nn.Module):
         self.class_order: list[str] = list(predictor.classes)
         self.devices: list[str] = list(predictor.meta.devices or [])
         self.openset = predictor.openset  # the model file's open-set rule, or None
-        self.windowing = Windowing.for_model(predictor.fcfg.sample_rate, predictor.fcfg.channels,
-                                             predictor.duration, whole_file=predictor.whole_file,
-                                             resampler=predictor.fcfg.resampler)
+        self.windowing = predictor.windowing()  # as asclab predict windows the file
 
     def forward(self, waveform: Tensor, device_ids: Sequence[str | None] | None = None) -> Tensor:
         """Logits; ``device_ids`` route the clips of a device container (asclab.models.device_container)."""
@@ -79,12 +78,10 @@ def get_model_for_device(model: DcaseModel, device_id: str) -> nn.Module:
 def load_inputs(file_paths: Sequence[str | Path], device_ids: Sequence[str] | None, model: DcaseModel) -> list[Tensor]:
     """Network inputs per file: ``[n_windows, in_chans, n_mels, frames]`` (windows of the model's clip length)."""
     _check_lengths(file_paths, device_ids)
-    device = next(model.parameters()).device
     out = []
     for path in file_paths:
         waves = np.stack([w for _, w in iter_windows(path, model.windowing)])
-        with torch.no_grad():
-            out.append(model.features(torch.from_numpy(waves).to(device)).cpu())
+        out.append(torch.from_numpy(model.predictor.inputs(waves)))
     return out
 
 
@@ -95,27 +92,11 @@ def predict(file_paths: Sequence[str | Path], device_ids: Sequence[str] | None =
     _check_lengths(file_paths, device_ids)
     model = model if model is not None else load_model(model_file_path)
     device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
-    model = model.to(device)
-
-    def probs_fn_for(device_id):
-        ids = None if device_id is None or not hasattr(model.network, "model_for_device") else device_id
-
-        def probs_fn(batch: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                x = torch.from_numpy(batch).to(device)
-                logits = model(x, None if ids is None else [ids] * len(x))
-            return torch.softmax(logits, dim=1).cpu().numpy()
-        return probs_fn
-
-    # files grouped by device id (one model per device in a device container), results in input order
-    ids = list(device_ids) if device_ids is not None else [None] * len(file_paths)
-    by_file: dict[int, np.ndarray] = {}
-    for dev in dict.fromkeys(ids):
-        rows = [i for i, d in enumerate(ids) if d == dev]
-        results = classify_files([Path(file_paths[i]) for i in rows], probs_fn_for(dev), model.class_order,
-                                 model.windowing, batch_size=batch_size, progress=len(file_paths) > 1)
-        by_file.update({i: r.probs for i, r in zip(rows, results)})
-    probs = np.stack([by_file[i] for i in range(len(file_paths))])
+    model = model.to(device)  # the predictor's front end and network move with it
+    # classified like asclab predict, files grouped by device id (a device container's model each)
+    results = model.predictor.classify_files(file_paths, devices=device_ids, batch_size=batch_size,
+                                             progress=len(file_paths) > 1)
+    probs = np.stack([r.probs for r in results])
     logits = decision_logits(probs, model.class_order, model.openset)
     return torch.from_numpy(logits).float(), list(model.class_order)
 

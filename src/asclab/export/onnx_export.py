@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import io
 import json
 import logging
@@ -65,7 +64,7 @@ from asclab.export.backend import EXPORT_BACKENDS, ExportRequest
 from asclab.data import open_dataset
 from asclab.errors import AsclabError, ConfigError
 from asclab.evaluate.inference import Predictor
-from asclab.evaluate.longform import Windowing, classify_files
+from asclab.evaluate.windowing import classify_files
 from asclab.export.clips import clip_features, clip_paths, model_seconds
 from asclab.export.frontend import ExportableFeatures
 from asclab.export.onnx_predictor import METADATA_KEY, ONNX_FORMAT, softmax
@@ -111,7 +110,7 @@ def export_onnx(ckpt: str | Path, out: str | Path | None = None, *, input_kind: 
     out = Path(out) if out is not None else ckpt_path.with_suffix(".onnx")
     if out.suffix != ".onnx":
         raise ConfigError(f"{out}: the ONNX file name must end in .onnx")
-    window = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration).window
+    window = pred.windowing().window
     meta = _metadata(pred, input_kind, window, ckpt_path)
 
     network = _export_network(pred)
@@ -153,7 +152,7 @@ def _one_network(pred: Predictor, device: str | None) -> Predictor:
     chosen = pred.for_device(device)
     if chosen.model is pred.model and chosen.precision == "fp32":
         return pred
-    return dataclasses.replace(chosen, model=copy.deepcopy(chosen.model).float().eval(), precision="fp32")
+    return chosen.with_network(copy.deepcopy(chosen.model).float().eval(), "fp32")
 
 
 # ---- the two graphs -------------------------------------------------------------------------
@@ -368,6 +367,7 @@ def _metadata(pred: Predictor, input_kind: str, window: float, ckpt: Path) -> di
         "output_name": "logits", "classes": list(pred.classes), "features": cfg.to_dict(),
         "sample_rate": cfg.sample_rate, "channels": cfg.channels,
         "audio_channels": 2 if cfg.channels == "stereo" else 1, "duration": pred.duration, "window": window,
+        "whole_file": pred.whole_file,  # recipe inference.whole_file: the ONNX predictor windows as asclab predict
         "model": dict(pred.meta.model), "opset": OPSET, "source": str(ckpt),
         "openset": pred.openset.to_dict() if pred.openset is not None else None,  # asclab.evaluate.openset
     }
@@ -456,7 +456,7 @@ def _validate(files: list[ExportedFile], pred: Predictor, input_kind: str, val_d
         raise AsclabError(f"{val_data}: no labelled files with the model's classes to validate on")
     paths = [r.path for r in records]
     truth = np.array([pred.classes.index(r.label) for r in records])
-    win = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration)
+    win = pred.windowing()  # as asclab predict and the ONNX predictor window them
     result = {"data": str(val_data), "n_files": len(records)}
     for f in files:
         sess = _session(f.path)

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from asclab.data.devices import group_by_device
 from asclab.errors import ConfigError
 from asclab.models.registry import create_model, register_model
 
@@ -63,16 +64,13 @@ class DeviceContainer(nn.Module):
             return call(self.base, x)
         if len(device_ids) != x.shape[0]:
             raise ConfigError(f"{len(device_ids)} device ids for a batch of {x.shape[0]}")
-        groups: dict[int, tuple[nn.Module, list[int]]] = {}
-        for i, d in enumerate(device_ids):
-            m = self.model_for_device(d)
-            groups.setdefault(id(m), (m, []))[1].append(i)
+        groups = group_by_device(device_ids, self.devices)  # unknown ids and None: the base model
         if len(groups) == 1:
-            return call(next(iter(groups.values()))[0], x)
+            return call(self.model_for_device(next(iter(groups))), x)
         out: Tensor | None = None
-        for m, rows in groups.values():
+        for device, rows in groups.items():
             index = torch.tensor(rows, device=x.device)
-            y = call(m, x.index_select(0, index))
+            y = call(self.model_for_device(device), x.index_select(0, index))
             if out is None:
                 out = y.new_empty((x.shape[0], *y.shape[1:]))
             out[index] = y

@@ -2,35 +2,29 @@
 plots, fp16 change, device models against the general model)."""
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import numpy as np
 
-from asclab.config import (
-    DataConfig,
-    InferenceConfig,
-    TTAAugmentConfig,
-    parse_block,
-    typed_block,
-)
+from asclab.config import DataConfig, typed_block
 from asclab.data import open_dataset
 from asclab.data.tables import where
 from asclab.data.open import open_data
 from asclab.data.records import Record
-from asclab.errors import AsclabError, CheckpointError, ConfigError
+from asclab.errors import AsclabError, ConfigError
 from asclab.evaluate.device_models import device_comparison, format_comparison
-from asclab.evaluate.inference import Predictor, predict_records
+from asclab.evaluate.inference import Predictor, classify_records
 from asclab.evaluate.metrics import compute_metrics, format_metrics
 from asclab.evaluate.openset import decide
 from asclab.evaluate.plots import plot_confusion, plot_per_device
 from asclab.evaluate.precision import at_precision, format_change, precision_change
 from asclab.io import write_json
+from asclab.evaluate.torch_backend import inference_settings, tta_augment_mapping
 from asclab.models.device_container import is_device_container
-from asclab.train.checkpoint import (
-    resolve_checkpoint,
-)
+from asclab.train.checkpoint import resolve_checkpoint
+
+__all__ = ["ensemble_members", "evaluate_run", "general_vs_specific", "inference_settings", "tta_augment_mapping"]
 
 
 def ensemble_members(path: str | Path) -> list[Path]:
@@ -81,13 +75,11 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
         at = where(first.extra.get("source", first.path), first.extra.get("row")) if first.extra else f"{first.path}: "
         raise AsclabError(f"{at}label {first.label!r} of {first.extra.get('filename', first.path)} is not one of the "
                           f"model's classes ({len(unknown)} unknown label(s) in all: {', '.join(unknown[:5])})")
-    inf = inference_settings(ckpt_path, recipe)
-    n_tta = inf.tta if tta is None else tta
-    tta_augment = tta_augment_mapping(inf.tta_augment)
+    file_tta, tta_augment = pred.tta_settings()  # the model file's inference.tta and tta_augment
+    n_tta = file_tta if tta is None else tta
     skipped: list = []
-    probs = predict_records(predictors, labelled, batch_size=batch_size, tta=n_tta,
-                            tta_augment=tta_augment, progress=progress,
-                            on_error=on_error, skipped=skipped)
+    probs = classify_records(predictors, labelled, batch_size=batch_size, tta=n_tta, tta_augment=tta_augment,
+                             progress=progress, on_error=on_error, skipped=skipped).probs
     ok = ~np.isnan(probs).any(axis=1)
     kept = [r for r, k in zip(labelled, ok) if k]
     y = np.array([pred.classes.index(r.label) for r in kept])
@@ -101,8 +93,8 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
                    "skipped": [{"file": f, "reason": why} for f, why in skipped],
                    "precision": {"precision": pred.precision}})
     if reference is not None:  # the same clips through the fp32 network(s)
-        p32 = predict_records(reference, kept, batch_size=batch_size, tta=n_tta,
-                              tta_augment=tta_augment, progress=progress)
+        p32 = classify_records(reference, kept, batch_size=batch_size, tta=n_tta, tta_augment=tta_augment,
+                               progress=progress).probs
         y32 = decide(p32, pred.classes, rule) if y_pred is not None else None
         m32 = compute_metrics(p32, y, pred.classes, y_pred=y32)
         result["precision"] = precision_change(m32, m, p32, probs, pred.precision)
@@ -126,29 +118,12 @@ def evaluate_run(ckpt: str | Path, data_dir: str | Path | None = None, *, record
     return result
 
 
-def inference_settings(ckpt: Path, recipe: dict) -> InferenceConfig:
-    """The ``inference`` block of a model file's recipe, typed (``asclab.config.InferenceConfig``)
-    and checked as a recipe's is: a tampered one is refused in one line naming the file."""
-    try:
-        return parse_block(InferenceConfig, copy.deepcopy(recipe.get("inference") or {}), "inference")
-    except ConfigError as exc:
-        raise CheckpointError(f"{ckpt}: refused: its inference settings are not valid ({exc})") from None
-
-
-def tta_augment_mapping(block: TTAAugmentConfig | list | None) -> dict | None:
-    """``inference.tta_augment`` typed, as the ``{waveform: [...], spec: [...]}`` mappings the
-    augmentation builders take (``Predictor.probs``); None when the recipe sets none."""
-    if not isinstance(block, TTAAugmentConfig):
-        return None
-    return {"waveform": [b.as_mapping() for b in block.waveform], "spec": [b.as_mapping() for b in block.spec]}
-
-
 def general_vs_specific(pred: Predictor, records: list[Record], y: np.ndarray, specific, batch_size: int,
                         progress: bool) -> dict | None:
     """For a device container: per-device accuracy of the general model on the same clips
     beside the device models' (``asclab.evaluate.device_models``); None for other models."""
     if not is_device_container(pred.model):
         return None
-    probs = predict_records(pred.for_device(None), records, batch_size=batch_size, progress=progress)
+    probs = pred.for_device(None).classify_records(records, batch_size=batch_size, progress=progress).probs
     general = compute_metrics(probs, y, pred.classes, devices=[r.device for r in records])
     return device_comparison(general, specific, pred.model.devices)

@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from asclab.config import DataConfig, dump_recipe, typed_block
 from asclab.data.open import open_data
 from asclab.data.records import Record
 from asclab.data.teacher_file import TeacherFile, clip_key, file_sha256
 from asclab.errors import AsclabError
-from asclab.evaluate.inference import Predictor, _stack
+from asclab.evaluate.inference import Predictor, classify_records
 from asclab.train.checkpoint import resolve_checkpoint
 from asclab.workflows.evaluate import ensemble_members
 
@@ -40,19 +38,13 @@ def member_checkpoints(runs: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-@torch.no_grad()
-def member_logits(predictor, records: Sequence[Record], duration: float | None, batch_size: int = 32,
+def member_logits(predictor: Predictor, records: Sequence[Record], duration: float | None, batch_size: int = 32,
                   progress: bool = True, desc: str = "logits") -> np.ndarray:
-
-    out = np.zeros((len(records), len(predictor.classes)), dtype=np.float32)
-    bar = tqdm(total=len(records), desc=desc, unit="clip", disable=not progress, leave=False)
-    for start in range(0, len(records), batch_size):
-        chunk = records[start:start + batch_size]
-        waves = [torch.from_numpy(predictor.load_wave(r.path, duration)) for r in chunk]
-        out[start:start + len(chunk)] = predictor.logits(_stack(waves)).float().numpy()
-        bar.update(len(chunk))
-    bar.close()
-    return out
+    """Logits ``[N, K]`` (float32) of the general model (a device container's base) for each clip,
+    ``duration`` seconds of it (``Predictor.classify_records``)."""
+    general = predictor.for_device(None)
+    return classify_records(general, records, batch_size=batch_size, progress=progress, duration=duration,
+                            desc=desc).logits[0]
 
 
 def compute_teacher_logits(runs: Sequence[str | Path], data_dir: str | Path, out: str | Path, *,

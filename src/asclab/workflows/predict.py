@@ -5,20 +5,19 @@ import sys
 from pathlib import Path
 
 from asclab.evaluate.inference import Predictor
-from asclab.evaluate.longform import predict_long
 
 
 def classify_recordings(ckpt: str | Path, paths: list[str | Path], *, hop: float | None = None,
                         batch_size: int = 16, progress: bool = True, on_error: str = "raise",
                         device: str | None = None):
     """Files and folders (recursively) classified in windows of the model's clip length
-    (``asclab.evaluate.longform``). Returns ``(results, skipped)``: one ``FileResult``
+    (``Predictor.classify_files``). Returns ``(results, skipped)``: one ``FileResult``
     (timeline + whole-file decision) per readable file, and ``(file, reason)`` pairs.
     ``device``: the recording device's id (a device container's model for it)."""
     pred = Predictor.load(ckpt)
     skipped: list = []
-    results = predict_long(pred, paths, hop=hop, batch_size=batch_size, on_error=on_error, skipped=skipped,
-                           progress=progress, device=device)
+    results = pred.classify_files(paths, hop=hop, batch_size=batch_size, on_error=on_error, skipped=skipped,
+                                  progress=progress, device=device, search_folders=True)
     return results, skipped
 
 

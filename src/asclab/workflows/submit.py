@@ -26,13 +26,8 @@ from asclab.data.tables import read_table, where
 from asclab.data.tau import read_fold_list
 from asclab.errors import AsclabError, DataError
 from asclab.evaluate.inference import Predictor
-from asclab.evaluate.longform import (
-    Windowing,
-    audio_files,
-    classify_files,
-    torch_probs_fn,
-)
 from asclab.evaluate.openset import OpenSetRule, decide
+from asclab.evaluate.windowing import audio_files
 from asclab.io import write_text
 from asclab.train.checkpoint import resolve_checkpoint
 
@@ -120,22 +115,15 @@ def write_submission(ckpt: str | Path, data: str | Path, out: str | Path, *, yea
                         f"({len(missing)} missing in all)")
     skipped: list = [(str(p), "file not found") for _, p in missing]
     files = [(name, p) for name, p in files if Path(p).is_file()]
-    win = Windowing.for_model(pred.fcfg.sample_rate, pred.fcfg.channels, pred.duration, hop,
-                              whole_file=pred.whole_file, resampler=pred.fcfg.resampler,
-                              feature_hop=pred.fcfg.hop_length)
+    win = pred.windowing(hop)
     # DCASE 2025: a device container classifies each file with the model of its listed device id
-    device_of = evaluation_devices(data) if hasattr(pred.model, "model_for_device") else {}
-    groups: dict[str | None, list[Path]] = {}
-    for name, p in files:
-        groups.setdefault(device_of.get(name), []).append(p)
-    results = []
-    for dev, paths in groups.items():
-        try:
-            results += classify_files(paths, torch_probs_fn(pred.for_device(dev)), pred.classes, win,
-                                      batch_size=batch_size, on_error=on_error, skipped=skipped, progress=progress,
-                                      rule=pred.openset)
-        except DataError as exc:  # name the evaluation list's row too
-            raise _with_row(exc, rows) from None
+    device_of = evaluation_devices(data) if pred.routes_by_device else {}
+    try:
+        results = pred.classify_files([p for _, p in files], hop=hop, batch_size=batch_size, on_error=on_error,
+                                      skipped=skipped, progress=progress,
+                                      devices=[device_of.get(name) for name, _ in files])
+    except DataError as exc:  # name the evaluation list's row too
+        raise _with_row(exc, rows) from None
     by_path = {str(r.path): r for r in results}
     kept = [(name, by_path[str(p)]) for name, p in files if str(p) in by_path]
     if not kept:
