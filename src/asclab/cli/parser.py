@@ -91,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distributed(tr)
     _add_overrides(tr)
 
+    ft = sub.add_parser("finetune", help="fine-tune a model file (an imported published model, a run) on your data",
+                        description="Train from MODEL's weights: its front end and network come from the model "
+                                    "file, the training settings from the fine-tuning recipe.")
+    ft.add_argument("model", metavar="MODEL", help="asclab model file or run folder (e.g. from asclab import)")
+    ft.add_argument("--data", required=True, help="data folder")
+    ft.add_argument("--out", required=True, help="run folder")
+    ft.add_argument("--recipe", default=None, help="fine-tuning recipe (default: finetune_cp_mobile, or "
+                                                     "finetune_cp_mobile_1s for clips under 3 s)")
+    ft.add_argument("--general", action="store_true", help="a device container: fine-tune its general model")
+    ft.add_argument("--cache-dir", default=None)
+    ft.add_argument("--force", action="store_true", help="overwrite a run folder that holds a model")
+    ft.add_argument("--quiet", action="store_true")
+    _add_overrides(ft)
+
     fe = sub.add_parser("features", help="compute a recipe's feature caches in parallel (resumable)")
     fe.add_argument("data", help="data folder")
     fe.add_argument("--recipe", required=True, help="recipe name or YAML file (its feature settings and split)")
@@ -187,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--seeds", default=None, metavar="S,S,...",
                     help="train every fold once per seed (e.g. 0,1,2) and report the mean and the spread "
                          "between seeds (small test folds vary by several points from seed to seed)")
+    cv.add_argument("--from", dest="from_model", default=None, metavar="MODEL",
+                    help="fine-tune MODEL on each fold (RECIPE is then a fine-tuning recipe, e.g. finetune_cp_mobile)")
+    cv.add_argument("--general", action="store_true", help="with --from a device container: its general model")
     cv.add_argument("--cache-dir", default=None)
     cv.add_argument("--force", action="store_true")
     cv.add_argument("--quiet", action="store_true")

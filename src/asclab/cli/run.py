@@ -20,7 +20,7 @@ from asclab.terminal import apply_quiet, apply_threads
 from asclab.workflows.run_folder import refuse_if_held
 
 COMMANDS: dict[str, str] = {
-    "demo": "training:cmd_demo", "train": "training:cmd_train", "features": "training:cmd_features",
+    "demo": "training:cmd_demo", "train": "training:cmd_train", "finetune": "training:cmd_finetune", "features": "training:cmd_features",
     "crossval": "training:cmd_crossval", "teachers": "training:cmd_teachers",
     "evaluate": "inference:cmd_evaluate", "predict": "inference:cmd_predict", "submit": "inference:cmd_submit",
     "logits": "inference:cmd_logits",
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     previous = _terminate_by_exception()
     try:
-        if args.command in ("train", "crossval", "teachers"):  # a held or unusable --out: refused before torch
+        if args.command in ("train", "finetune", "crossval", "teachers"):  # a held or unusable --out: refused before torch
             refuse_if_held(getattr(args, "resume", None) or args.out)
         check_bounds(args)
         refuse_existing_outputs(args)  # before any work: an existing output is kept unless --force

@@ -9,6 +9,7 @@ from asclab.train.distributed import distributed_trainer_kwargs
 from asclab.workflows.crossval import crossval
 from asclab.workflows.demo import run_demo
 from asclab.workflows.features import build_features
+from asclab.workflows.finetune import finetune_recipe, finetune_run
 from asclab.workflows.teachers import train_teachers
 from asclab.workflows.train import resume_run, train_run
 
@@ -55,9 +56,23 @@ def cmd_features(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    s = finetune_run(args.model, args.data, args.out, recipe=args.recipe, general=args.general,
+                     overrides=_overrides(args), cache_dir=args.cache_dir, progress=not args.quiet, force=args.force)
+    if s.get("metrics"):
+        print(s["metrics"]["text"])
+    print(f"model: {s['model']}\nrun folder: {s['run']} ({s['train_seconds']} s training)")
+    return 0
+
+
 def cmd_crossval(args) -> int:
     seeds = _seed_list(args.seeds)
-    s = crossval(args.recipe, args.data, args.out, folds=args.folds, overrides=_overrides(args),
+    recipe = args.recipe
+    overrides = _overrides(args)
+    if args.from_model:  # the fine-tuning recipe of MODEL, its overrides applied inside
+        recipe, overrides = finetune_recipe(args.from_model, args.data, args.recipe, general=args.general,
+                                            overrides=overrides), []
+    s = crossval(recipe, args.data, args.out, folds=args.folds, overrides=overrides,
                  cache_dir=args.cache_dir, progress=not args.quiet, force=args.force, group_by=args.group_by,
                  seeds=seeds)
     for r in s["per_fold"]:

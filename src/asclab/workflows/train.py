@@ -19,6 +19,7 @@ from asclab.config import (
 )
 from asclab.data.open import open_data
 from asclab.data.records import Record
+from asclab.data.teacher_file import file_sha256
 from asclab.data.teacher_targets import TeacherLogits
 from asclab.data.validation import (
     ValidationSpec,
@@ -34,6 +35,7 @@ from asclab.io import write_json
 from asclab.models.device_container import is_device_container
 from asclab.train.checkpoint import (
     ModelFile,
+    load_model_file,
     save_model_file,
 )
 from asclab.train.distributed import is_main_process
@@ -137,7 +139,8 @@ def _train_run_claimed(recipe: dict, cfg: RecipeConfig, data_dir: str | Path, ou
                    devices=result.devices,
                    data_summary={"data": str(data_dir), "layout": index.layout, "n_train": len(result.train_records),
                                  "n_val": len(val_records), "n_validation": len(carved), "weights": weights},
-                   extra={"train_seconds": result.seconds, **({QAT_INFO_KEY: quant} if quant else {})},
+                   extra={"train_seconds": result.seconds, **({QAT_INFO_KEY: quant} if quant else {}),
+                          **({"ancestry": ancestry(cfg, data_dir)} if cfg.train.init_from else {})},
                    openset=openset.to_dict() if openset is not None else None)
     save_model_file(mf, out / "model.ckpt")
     if openset is not None and openset.tune:
@@ -167,6 +170,21 @@ def _train_run_claimed(recipe: dict, cfg: RecipeConfig, data_dir: str | Path, ou
     summary["total_seconds"] = round(time.time() - t0, 1)
     write_json(out / "summary.json", summary)
     return summary
+
+
+def ancestry(cfg: RecipeConfig, data_dir: str | Path) -> list[dict]:
+    """Where a fine-tuned model comes from: its parent's ancestry (an imported file's origin and
+    sha256 first), then this fine-tune (parent file and sha256, recipe, data)."""
+    parent = Path(cfg.train.init_from)
+    mf = load_model_file(parent)
+    chain = list((mf.extra or {}).get("ancestry") or [])
+    if not chain:
+        summary = mf.data_summary or {}
+        chain = [{"origin": summary.get("imported_from") or str(parent), "sha256": summary.get("sha256"),
+                  "layout": summary.get("layout"), "recipe": (mf.recipe or {}).get("name")}]
+    chain.append({"finetuned_from": str(parent), "sha256": file_sha256(parent), "recipe": cfg.name,
+                  "data": str(data_dir)})
+    return chain
 
 
 def weights_kept(keeps: list[str], best_path: Path | None, carved: list[Record]) -> str:
