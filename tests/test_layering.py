@@ -19,7 +19,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "asclab"
 FLOW = ["data", "features", "augment", "models", "losses", "optim", "compress", "config", "train", "evaluate",
         "interop", "export", "workflows", "cli"]
-UTILITIES = {"asclab", "asclab.errors", "asclab.io", "asclab.registry", "asclab.terminal", "asclab.memory",
+UTILITIES = {"asclab", "asclab.errors", "asclab.io", "asclab.registry", "asclab.terminal", "asclab.memory", "asclab.run_lock",
              "asclab.metrics"}
 # The DCASE 2025 package template is copied into packages that must not need asclab: its modules
 # import torch, numpy, soundfile and each other only (tests/export/test_package*.py).

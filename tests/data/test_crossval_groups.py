@@ -20,7 +20,7 @@ def test_crossval_by_recording_on_tut_layout(tmp_path, capsys):
                "--group-by", "identifier", "--quiet", "--set", "train.epochs=1", "--set", "train.batch_size=8"])
     assert rc == 0, capsys.readouterr().err
     summary = json.loads((out / "crossval.json").read_text())
-    assert summary["folds"] == [1, 2] and summary["group_folds"] == {"folds": 2, "by": "identifier"}
+    assert summary["folds"] == [1, 2] and summary["group_folds"] == {"folds": 2, "by": "identifier", "seed": 0}  # the typed block, seed included
     assert "cafe/restaurant" in summary["classes"]
     assert sum(f["n_test"] for f in summary["per_fold"]) == len(lines)  # every clip tested exactly once
     assert sum(f["test_recordings"] for f in summary["per_fold"]) == 6

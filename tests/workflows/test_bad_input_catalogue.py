@@ -747,15 +747,21 @@ def test_bad_input_gives_one_line_and_exit_2(name, env, tmp_path, capsys, one_to
         while _HELD:
             _HELD.pop().release()
     out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
+    assert_one_line_error(rc, out, err, needle, absent)
     assert "weights_only=False" not in err and "check_files" not in err
+    assert "this must never run" not in out
+
+
+def assert_one_line_error(rc: int, out: str, err: str, needle: str, absent: list[Path]) -> None:
+    """What every bad-input case must show: exit 2, one stderr line naming ``needle``, no
+    traceback, and none of the ``absent`` paths written."""
+    assert "Traceback" not in err and "Traceback" not in out
     lines = err.splitlines()
     assert rc == 2, f"exit {rc}; stderr: {err!r}"
     assert len(lines) == 1 and lines[0].startswith("asclab: error: "), err
     assert needle in lines[0], lines[0]
     for p in absent:
         assert not p.exists(), f"{p} was left behind"
-    assert "this must never run" not in out
 
 
 def test_catalogue_covers_every_class():

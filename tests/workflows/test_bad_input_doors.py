@@ -30,7 +30,7 @@ from asclab.errors import CheckpointError, DataError
 from asclab.interop.cpjku import check_state
 from asclab.interop.cpjku_logits import read_npy
 from conftest import SHARED_DATA
-from test_bad_input_catalogue import Env, _model, _tau_set
+from test_bad_input_catalogue import Env, _model, _tau_set, assert_one_line_error
 
 CPJKU_CKPT = SHARED_DATA.parent / "checkpoints" / "karasin_jku_2025_sys4.ckpt"
 CASES: dict[str, tuple[str, object]] = {}
@@ -228,13 +228,7 @@ def test_new_door_gives_one_line_and_exit_2(name, doors, tmp_path, capsys, one_t
     capsys.readouterr()
     rc = main(argv)
     out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    lines = err.splitlines()
-    assert rc == 2, f"exit {rc}; stderr: {err!r}"
-    assert len(lines) == 1 and lines[0].startswith("asclab: error: "), err
-    assert needle in lines[0], lines[0]
-    for p in absent:
-        assert not p.exists(), f"{p} was left behind"
+    assert_one_line_error(rc, out, err, needle, absent)
 
 
 # ------------------------------------------------------------ a full disk

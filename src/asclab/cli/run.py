@@ -17,7 +17,7 @@ from asclab.cli.parser import build_parser
 from asclab.errors import AsclabError
 from asclab.memory import keep_freed_memory
 from asclab.terminal import apply_quiet, apply_threads
-from asclab.workflows.run_folder import refuse_if_held
+from asclab.run_lock import refuse_if_held
 
 COMMANDS: dict[str, str] = {
     "demo": "training:cmd_demo", "train": "training:cmd_train", "finetune": "training:cmd_finetune", "features": "training:cmd_features",

@@ -9,9 +9,9 @@ import numpy as np
 
 from asclab.config import DataConfig, typed_block
 from asclab.data import open_dataset
-from asclab.data.tables import where
 from asclab.data.open import open_data
 from asclab.data.records import Record
+from asclab.data.tables import where
 from asclab.errors import AsclabError, ConfigError
 from asclab.evaluate.device_models import device_comparison, format_comparison
 from asclab.evaluate.inference import Predictor, classify_records
@@ -19,8 +19,8 @@ from asclab.evaluate.metrics import compute_metrics, format_metrics
 from asclab.evaluate.openset import decide
 from asclab.evaluate.plots import plot_confusion, plot_per_device
 from asclab.evaluate.precision import at_precision, format_change, precision_change
-from asclab.io import write_json
 from asclab.evaluate.torch_backend import inference_settings, tta_augment_mapping
+from asclab.io import write_json
 from asclab.models.device_container import is_device_container
 from asclab.train.checkpoint import resolve_checkpoint
 

@@ -66,10 +66,10 @@ def finetune_recipe(model: str | Path, data_dir: str | Path, recipe: str | Path 
 
 
 def _clip_seconds(data_dir: str | Path, data: DataConfig) -> float:
-    """The clip length of a data set (as the recipe's ``data`` block opens it): its first training
-    clip's, rounded to 0.01 s."""
+    """The clip length of a data set (as the recipe's ``data`` block opens it): its first clip's,
+    rounded to 0.01 s."""
     index = open_data(data_dir, data)
-    records = list(index.train) or list(index.records)
+    records = list(index.records)  # the split may be chosen later (crossval's folds)
     if not records:
         raise ConfigError(f"{data_dir}: no clips to fine-tune on")
     info = audio_info(records[0].path)

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import torch.nn as nn
 
-from asclab.config import StageConfig, as_config, deep_merge, parse_block
+from asclab.config import StageConfig, as_config, parse_block
+from asclab.config.stage_merge import cap_epochs, stage_recipe  # noqa: F401  (re-exported)
 from asclab.errors import ConfigError
 from asclab.train.stages.base import (PHASE_KEYS, STAGE_FIELDS, STAGE_PARTS, Phase, RunContext, StageContext,
                                       StagePart)
@@ -57,33 +58,6 @@ def _typed_parts(stage: StageConfig, i: int) -> dict:
         cls = STAGE_PARTS.get(name).config
         out[name] = parse_block(cls, value, f"workflow.stages[{i}].parts.{name}") if cls is not None else value
     return out
-
-
-def stage_recipe(recipe: dict, stage: Mapping) -> dict:
-    """The recipe a stage trains with: ``train`` merges; ``loss``, ``optim`` and
-    ``schedule`` merge unless the stage names another kind (then they replace);
-    ``augment`` replaces (``augment: {}`` means no augmentation)."""
-    out = recipe
-    for block in ("loss", "optim", "schedule", "train"):
-        if block in stage:
-            new = stage[block] or {}
-            if block != "train" and new.get("name") not in (None, (recipe.get(block) or {}).get("name")):
-                out = {**out, block: dict(new)}
-            else:
-                out = deep_merge(out, {block: new})
-    if "augment" in stage:
-        out = {**out, "augment": {"waveform": [], "spec": [], "mix": None, **(stage["augment"] or {})}}
-    return cap_epochs(out)
-
-
-def cap_epochs(recipe: dict) -> dict:
-    """``train.epochs_cap`` shortens every stage to at most that many epochs; the
-    learning-rate schedule is compressed to fit (``train.schedule_epochs``)."""
-    cap = recipe["train"].get("epochs_cap")
-    epochs = int(recipe["train"]["epochs"])
-    if not cap or int(cap) >= epochs:
-        return recipe
-    return deep_merge(recipe, {"train": {"epochs": int(cap), "schedule_epochs": epochs}})
 
 
 def stage_context(run: RunContext, phase: Phase, index: int) -> StageContext:
