@@ -298,3 +298,21 @@ def test_best_epochs_average_keeps_the_k_best_validation_epochs_and_needs_a_vali
         build_averaging({"average_best": 3}, has_validation=False)
     assert isinstance(build_averaging({"average_best": 3}, has_validation=True), BestEpochsAverage)
     assert build_averaging({}) is None
+
+
+def test_teacher_summary_says_what_the_student_is_taught_on_its_training_clips():
+    """split_accuracy: the mean logits' accuracy on the training clips and their top probability
+    at T = 1 and T = 2, beside the test accuracy (issue 22: a flat or wrong teacher is visible)."""
+    from asclab.data.records import Record
+    from asclab.workflows.logits import split_accuracy
+
+    classes = ["a", "b"]
+    recs = [Record(path=Path(f"{i}.wav"), label=classes[i % 2], split="train" if i < 4 else "test") for i in range(6)]
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 2.0], [1.0, 0.0], [1.0, 0.0]], np.float32)
+    tf = TeacherFile(keys=[r.path.name for r in recs], classes=classes, logits=logits,
+                     splits=[r.split for r in recs])
+    s = split_accuracy(tf, recs, classes)
+    assert s["train_accuracy_mean_logits"] == 0.75 and s["n_train"] == 4  # clip 2 ('a') is taught 'b'
+    assert s["test_accuracy_mean_logits"] == 0.5 and s["n_test"] == 2
+    p1, p2 = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(-1.0))
+    assert s["train_top_probability"] == {"T1": round(p1, 4), "T2": round(p2, 4)}

@@ -78,4 +78,8 @@ def cmd_logits(args) -> int:
     acc = s.get("test_accuracy_mean_logits")
     print(f"wrote {s['out']}: {s['clips']} clips, {len(s['members'])} member(s), {s['duration']} s clips"
           + (f"; test accuracy of the mean logits {acc:.3f} on {s['n_test']} clips" if acc is not None else ""))
+    if s.get("train_accuracy_mean_logits") is not None:
+        top = s["train_top_probability"]
+        print(f"on its {s['n_train']} training clips the teacher is right on {s['train_accuracy_mean_logits']:.3f}, "
+              f"mean top probability {top['T1']:.2f} (T=1), {top['T2']:.2f} (T=2): what a student is taught")
     return 0

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--out", required=True, help="run folder")
     ft.add_argument("--recipe", default=None, help="fine-tuning recipe (default: finetune_cp_mobile, or "
                                                      "finetune_cp_mobile_1s for clips under 3 s)")
-    ft.add_argument("--general", action="store_true", help="a device container: fine-tune its general model")
+    ft.add_argument("--general", action="store_true", help="a device container: fine-tune only its general model (default: the general model, then each device model, recipe finetune_cp_mobile_devices)")
     ft.add_argument("--cache-dir", default=None)
     ft.add_argument("--force", action="store_true", help="overwrite a run folder that holds a model")
     ft.add_argument("--quiet", action="store_true")

@@ -7,6 +7,8 @@ cross-entropy, light augmentation, last-epoch weights. The recipe's ``features``
 blocks are replaced by the model file's, ``train.init_from`` names the file (its weights are
 copied; a classifier whose classes differ starts fresh, said in one line), and ``data.duration``
 is the data's clip length unless the recipe or ``--set`` gives one. A device container is
+fine-tuned as a container (``finetune_cp_mobile_devices``: its general model, then one copy per
+training device from the fine-tuned general model, as the DCASE 2025 baseline's two steps) or
 reduced to its general model with ``general=True``. The new model file records its ancestry
 (``asclab.workflows.train``).
 """
@@ -34,19 +36,28 @@ def finetune_recipe(model: str | Path, data_dir: str | Path, recipe: str | Path 
     path = resolve_checkpoint(model)
     mf = load_model_file(path)
     net = dict(mf.model)
-    if net.get("name") == "device_container":
-        if not general:
-            raise ConfigError(f"{path}: a device container (general model + {len(mf.devices)} device models); "
-                              "fine-tuning it as a container is not built yet: pass --general to fine-tune its "
-                              "general model")
-        net = dict(net["base"])
+    container = net.get("name") == "device_container"
+    if container:
+        net = dict(net["base"])  # the general stage trains the container's general network
     try:
         FeatureConfig.from_dict(mf.features)
     except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"{path}: its front end cannot be rebuilt ({exc}); it cannot be fine-tuned") from None
-    seconds = _clip_seconds(data_dir, load_config(recipe or "finetune_cp_mobile", overrides)[1].data)
+    records = _records(data_dir, load_config(recipe or "finetune_cp_mobile", overrides)[1].data)
+    seconds = _clip_seconds(records)
     name = recipe or ("finetune_cp_mobile_1s" if seconds < SHORT_CLIPS else "finetune_cp_mobile")
-    merged, _ = load_config(name, overrides)
+    if container and not general and recipe is None:
+        name += "_devices"  # the general model, then each device's copy (finetune_cp_mobile_devices)
+    merged, cfg = load_config(name, overrides)
+    if container and not general:
+        if not _has_device_stage(cfg):
+            raise ConfigError(f"{path}: a device container, and recipe {name!r} has no device_specific stage: "
+                              "pass --general to fine-tune its general model, or a recipe with a device stage "
+                              "(e.g. finetune_cp_mobile_devices)")
+        if not any(r.device for r in records):
+            raise ConfigError(f"{path}: a device container (general model + {len(mf.devices)} device models), but "
+                              f"{data_dir} has no device ids to fine-tune device models on: pass --general to "
+                              "fine-tune its general model")
     out = copy.deepcopy(merged)
     out["features"] = dict(mf.features)  # never from hand-set keys: the network was trained on these
     out["model"] = net
@@ -65,13 +76,22 @@ def finetune_recipe(model: str | Path, data_dir: str | Path, recipe: str | Path 
     return out
 
 
-def _clip_seconds(data_dir: str | Path, data: DataConfig) -> float:
-    """The clip length of a data set (as the recipe's ``data`` block opens it): its first clip's,
-    rounded to 0.01 s."""
-    index = open_data(data_dir, data)
-    records = list(index.records)  # the split may be chosen later (crossval's folds)
+def _has_device_stage(cfg) -> bool:
+    stages = (cfg.workflow.stages if cfg.workflow is not None else None) or []
+    return any(getattr(st, "device_specific", None) is not None for st in stages)
+
+
+def _records(data_dir: str | Path, data: DataConfig) -> list:
+    """Every clip of a data set as the recipe's ``data`` block opens it (the split may be chosen
+    later: crossval's folds)."""
+    records = list(open_data(data_dir, data).records)
     if not records:
         raise ConfigError(f"{data_dir}: no clips to fine-tune on")
+    return records
+
+
+def _clip_seconds(records: list) -> float:
+    """The clip length of a data set: its first clip's, rounded to 0.01 s."""
     info = audio_info(records[0].path)
     return round(info.frames / info.sample_rate, 2)
 
