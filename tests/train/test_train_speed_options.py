@@ -35,7 +35,7 @@ def _fit(overrides: list[str]) -> tuple[ASCModule, dict[str, torch.Tensor]]:
 def test_speed_options_are_recipe_keys():
     cfg = validate(load_recipe("quickstart", ["train.channels_last=true", "train.precision=bf16-mixed"]))
     assert cfg.train.channels_last is True and cfg.train.precision == "bf16-mixed"
-    assert validate(load_recipe("quickstart")).train.channels_last is False  # fp32, contiguous by default
+    assert validate(load_recipe("quickstart")).train.channels_last == "auto"  # the measured layout (models.layout)
     with pytest.raises(ConfigError):
         load_recipe("quickstart", ["train.precision=bf17"])
 

@@ -89,7 +89,7 @@ class TrainConfig:
     cache_workers: int | None = spec(None, lo=1, hi=256)
     cache_shard_size: int | None = spec(None, lo=1, hi=1 << 20)
     precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
-    channels_last: bool = False  # NHWC weights and inputs (faster on CPU with oneDNN; issue 15)
+    channels_last: bool | Literal["auto"] = "auto"  # NHWC weights and inputs; auto: where measured faster (models.layout)
     val_every: int = spec(1, lo=1, hi=100_000)
     logger: Literal["csv", "tensorboard"] = "csv"  # tensorboard: also a TensorBoard log beside the CSV one
     deterministic: bool = False
@@ -166,8 +166,8 @@ class DeviceSpecificConfig:
 
 @dataclass
 class QatConfig:
-    """Quantisation-aware training to int8 (asclab.compress.qat): the quantised engine whose
-    default QAT qconfig is used (x86/fbgemm for x86 CPUs, qnnpack for ARM)."""
+    """Quantisation-aware training to int8 (asclab.compress.qat, torchao PT2E): the target whose
+    quantiser is used (x86/fbgemm: X86 inductor quantiser; qnnpack: XNNPACK quantiser, ARM)."""
 
     backend: Literal["x86", "fbgemm", "qnnpack"] = "x86"
 

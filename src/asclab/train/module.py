@@ -27,6 +27,7 @@ from asclab.losses import ArcFaceHead, DeviceHead, build_loss, loss_needs
 from asclab.metrics import compute_metrics
 from asclab.models import create_model
 from asclab.models.body import body_and_logits, has_feature_map_top
+from asclab.models.layout import resolve_channels_last
 from asclab.optim.optimizers import build_optimizer
 from asclab.optim.schedules import build_scheduler
 from asclab.train.distributed import gather_arrays
@@ -79,8 +80,9 @@ class ASCModule(L.LightningModule):
         # Masks of the mel power before the log (DCASE 2024 baseline); None when the recipe has none.
         self.mel_power_aug = build_mel_power_augment(plain(aug.mel_power)) or None
         self.mix = build_batch_mix(plain(aug.mix))
-        # train.channels_last (issue 15): NHWC weights and inputs, oneDNN's fast CPU layout
-        self.channels_last = cfg.train.channels_last
+        # train.channels_last (issues 15, 23): NHWC weights and inputs, oneDNN's fast CPU layout; by default
+        # for the model families where the committed benchmark measured it faster (asclab.models.layout)
+        self.channels_last = resolve_channels_last(cfg.train.channels_last, plain(cfg.model))
 
     def on_fit_start(self) -> None:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format

@@ -7,7 +7,7 @@ model's recipe tests on, e.g. its cross-validation fold):
 - accuracy at fp32 (torch), fp16 (torch with fp16-rounded weights; ONNX and
   LiteRT fp16 files), int8 post-training (ONNX dynamic and static QDQ,
   LiteRT static int8, each calibrated on the recipe's training clips) and
-  int8 QAT (torch's quantised CPU kernels, ``asclab.compress.qat``);
+  int8 QAT (torchao PT2E quantise/dequantise graph in torch eager, ``asclab.compress.qat``);
 - latency of the network per backend for a 1-s and a 10-s clip at one
   thread (best and median of ``repeats`` runs after one warm-up; features
   computed beforehand, the front end timed on its own line);
@@ -107,7 +107,7 @@ def _torch_backends(pred: Predictor, qat: Predictor | None, qat_path: Path | Non
                    _state_bytes({k: v.half() if v.is_floating_point() else v for k, v in fp32.state_dict().items()}),
                    _torch_run(half))]
     if qat is not None:
-        out.append(Backend("torch int8 (QAT, x86 kernels)", "int8 QAT", str(qat_path),
+        out.append(Backend("torch int8 (QAT, PT2E Q/DQ)", "int8 QAT", str(qat_path),
                            _state_bytes(qat.meta.state_dict), _torch_run(qat.model)))
     for b in out:
         b.latency_runs = {s: b.run for s in LATENCY_SECONDS}

@@ -2,9 +2,9 @@
 
 The CPJKU 2023 system (Schmid et al., DCASE 2023 technical report) trains CP-Mobile with
 quantisation-aware training and deploys 8-bit weights. Before the stage the model becomes its
-fake-quantised copy (``asclab.compress.qat.prepare_qat``, FX graph mode, the backend's default
-QAT qconfig); after it, the int8 model (``convert_int8``). The model is int8 from then on, so
-the stage is the workflow's last.
+fake-quantised copy (``asclab.compress.qat.prepare_qat``: torchao's PT2E flow, captured with
+``torch.export``, batch norm folded into the convolutions, the backend's quantiser); after it, the
+int8 model (``convert_int8``). The model is int8 from then on, so the stage is the workflow's last.
 """
 from __future__ import annotations
 
