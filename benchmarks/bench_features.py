@@ -136,10 +136,13 @@ def main() -> None:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    import benchlib as bl  # after the thread variables above are set (benchlib imports numpy)
+
     lines = [
         f"### asclab features vs librosa ({time.strftime('%Y-%m-%d %H:%M')})",
         "",
-        f"Machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
+        f"Machine: {os.cpu_count()} cores ({cpu}; CPU flags: {bl.cpu_flags()}; torch CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}), torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
         f"librosa {librosa.__version__}, numpy {np.__version__}; threads per side: {ARGS.threads}; "
         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (shared machine: timings are noisy).",
         f"Clips: the {len(unique)} real TAU sample clips at 44.1 kHz mono, 10 s, repeated to {len(clips)} "

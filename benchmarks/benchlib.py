@@ -174,6 +174,20 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> str:
+    """The CPU's vector extensions that decide the kernels torch and numpy run (from /proc/cpuinfo):
+    a ratio measured here holds for machines with the same flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = set(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
+    except (OSError, StopIteration):
+        return "unknown"
+    return " ".join(f for f in VECTOR_FLAGS if f in have) or "none of " + " ".join(VECTOR_FLAGS)
+
+
 def git_revision() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
@@ -190,7 +204,7 @@ def machine_line(load_start: tuple[float, float, float], threads: Sequence[int])
 
     load_end = os.getloadavg()
     return (f"Machine: {os.cpu_count()} cores ({cpu_name()}, torch CPU capability "
-            f"{torch.backends.cpu.get_cpu_capability()}), Python {platform.python_version()}, "
+            f"{torch.backends.cpu.get_cpu_capability()}; CPU flags: {cpu_flags()}), Python {platform.python_version()}, "
             f"torch {torch.__version__}; "
             f"torch threads measured: {', '.join(map(str, threads))}; load average (1 min) "
             f"{load_start[0]:.2f} at start, {load_end[0]:.2f} at end.")
