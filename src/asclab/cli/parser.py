@@ -235,6 +235,14 @@ def _add_deployment(sub) -> None:
 
 
 def _add_distill(sub) -> None:
+    sp = sub.add_parser("soup", help="average the weights of fine-tunes of one model (uniform or greedy model soup)",
+                        description="Uniform: every member's weights averaged. Greedy: members ranked on the test "
+                                    "split of --greedy-on (validation data, not the data you report on), each kept "
+                                    "only if the soup's accuracy there does not drop.")
+    sp.add_argument("models", nargs="+", metavar="MODEL", help="model files or run folders (fine-tunes of one model)")
+    sp.add_argument("--out", required=True, metavar="FILE", help="the soup's model file")
+    sp.add_argument("--greedy-on", default=None, metavar="DIR", help="validation data for the greedy soup")
+    sp.add_argument("--force", action="store_true", help="replace FILE if it exists")
     lg = sub.add_parser("logits", help="teacher logits of runs for every training and test clip (HDF5)",
                         description="Every labelled clip's logits from each run and their mean, keyed by file name, "
                                     "with file hashes, the runs' recipes and the class order; or --import-cpjku.")

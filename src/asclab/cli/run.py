@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "demo": "training:cmd_demo", "train": "training:cmd_train", "finetune": "training:cmd_finetune", "features": "training:cmd_features",
     "crossval": "training:cmd_crossval", "teachers": "training:cmd_teachers",
     "evaluate": "inference:cmd_evaluate", "predict": "inference:cmd_predict", "submit": "inference:cmd_submit",
-    "logits": "inference:cmd_logits",
+    "logits": "inference:cmd_logits", "soup": "training:cmd_soup",
     "export": "deployment:cmd_export", "deploy-report": "deployment:cmd_deploy_report",
     "import": "deployment:cmd_import", "package": "deployment:cmd_package",
     "data": "info:cmd_data", "recipes": "info:cmd_recipes", "complexity": "info:cmd_complexity",
@@ -68,7 +68,7 @@ def command(name: str):
 NAMED_OUTPUTS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "predict": (("csv", None), ("timeline", None)), "submit": (("out", None),), "export": (("out", None),),
     "import": (("out", None),), "logits": (("out", None),), "evaluate": (("out", "metrics.json"),),
-    "package": (("out", None),),
+    "package": (("out", None),), "soup": (("out", None),),
 }
 
 

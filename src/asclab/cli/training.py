@@ -10,6 +10,7 @@ from asclab.workflows.crossval import crossval
 from asclab.workflows.demo import run_demo
 from asclab.workflows.features import build_features
 from asclab.workflows.finetune import finetune_recipe, finetune_run
+from asclab.workflows.soup import make_soup
 from asclab.workflows.teachers import train_teachers
 from asclab.workflows.train import resume_run, train_run
 
@@ -62,6 +63,17 @@ def cmd_finetune(args) -> int:
     if s.get("metrics"):
         print(s["metrics"]["text"])
     print(f"model: {s['model']}\nrun folder: {s['run']} ({s['train_seconds']} s training)")
+    return 0
+
+
+def cmd_soup(args) -> int:
+    s = make_soup(args.models, args.out, greedy_on=args.greedy_on)
+    if s["kind"] == "greedy":
+        for st in s["steps"]:
+            print(f"{'kept' if st['kept'] else 'left out'} {st['member']}: alone {st['alone']:.3f}, "
+                  f"soup with it {st['soup_with_it']:.3f}")
+        print(f"validation accuracy: best single {s['best_single']:.3f}, greedy soup {s['validation_accuracy']:.3f}")
+    print(f"wrote {s['out']}: {s['kind']} soup of {len(s['members'])} model(s)")
     return 0
 
 
