@@ -43,6 +43,8 @@ BENCHES = (
     Bench("scaling", "bench_scaling.py", (), ("--quick",)),
     Bench("train_step", "bench_train_step.py", ("--steps", "3"), ("--quick",)),
     Bench("busy", "bench_busy.py", (), ("--quick",)),  # the demo twice: about 2 x 4 minutes on 2 cores
+    # asclab predict vs the published DCASE 2025 winner package (issue 23); skips in one line without its mirror
+    Bench("predict_package", "bench_predict_package.py", ("--files", "24"), ("--quick",)),
 )
 
 

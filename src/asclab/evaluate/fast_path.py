@@ -117,3 +117,26 @@ def onnx_network(network: nn.Module, reference: nn.Module, example: torch.Tensor
         if got.shape != ref.shape or not torch.isfinite(got).all() or _relative_error(got, ref) > TOLERANCE:
             return None
     return net
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal values, NaN where the other is NaN (an fp16 network can overflow on a random input)."""
+    nan = a.isnan()
+    return a.shape == b.shape and torch.equal(nan, b.isnan()) and torch.equal(a[~nan], b[~nan])
+
+
+def channels_last_if_exact(model: nn.Module, example: torch.Tensor) -> bool:
+    """Put an eval-mode network (every member of a device container) in channels_last memory
+    format, in place, where its outputs on ``example`` stay equal bit for bit; otherwise leave it
+    contiguous. For fp16 networks on the CPU: oneDNN then skips the NCHW <-> blocked copies around
+    each convolution (the imported DCASE 2025 CP-Mobile, 10-s input, 1 thread: 27 -> 16 ms)."""
+    if model.training or example.ndim != 4:
+        return False
+    nets = list(model.members().values()) if hasattr(model, "members") else [model]
+    with torch.no_grad():
+        refs = [net(example) for net in nets]
+        model.to(memory_format=torch.channels_last)
+        same = all(_same_bits(net(example), ref) for net, ref in zip(nets, refs))
+    if not same:
+        model.to(memory_format=torch.contiguous_format)
+    return same

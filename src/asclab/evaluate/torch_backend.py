@@ -23,7 +23,7 @@ from asclab.compress.qat import INFO_KEY as QAT_INFO_KEY
 from asclab.compress.qat import rebuild_int8
 from asclab.config import InferenceConfig, TTAAugmentConfig, parse_block
 from asclab.errors import AsclabError, CheckpointError, ConfigError
-from asclab.evaluate.fast_path import fused_for_inference, onnx_network
+from asclab.evaluate.fast_path import channels_last_if_exact, fused_for_inference, onnx_network
 from asclab.evaluate.settings import InferenceSettings
 from asclab.features import FeatureExtractor
 from asclab.features.config import FeatureConfig
@@ -74,18 +74,24 @@ class TorchBackend:
         ``ASCLAB_INFERENCE=torch`` keeps the network in torch."""
         if hasattr(self.model, "model_for_device"):
             return None
-        seconds = self.meta.duration or 1.0
-        try:
-            shape = feature_shape(self.fcfg, int(round(seconds * self.fcfg.sample_rate)))
-        except ValueError:
+        example = self.check_input()
+        if example is None:
             return None
-        gen = torch.Generator().manual_seed(0)
-        example = torch.randn((1, *shape), generator=gen)
         fused = fused_for_inference(self.model, example)
         base = fused if fused is not None else self.model
         use_ort = os.environ.get("ASCLAB_INFERENCE", "").strip().lower() != "torch"
         ort_net = onnx_network(base, self.model, example) if use_ort and not self.model.training else None
         return (self.model, base, ort_net) if fused is not None or ort_net is not None else None
+
+    def check_input(self) -> torch.Tensor | None:
+        """A random input (seed 0) of the network's feature shape for one clip of the model's length
+        (1 s without one), on which a faster network is checked against ``model``; None if none fits."""
+        seconds = self.meta.duration or 1.0
+        try:
+            shape = feature_shape(self.fcfg, int(round(seconds * self.fcfg.sample_rate)))
+        except ValueError:
+            return None
+        return torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
 
     def device(self) -> torch.device:
         """Where the network's weights are (``DcaseModel.to("cuda")`` moves them)."""
@@ -194,6 +200,10 @@ def load_torch(path: str | Path) -> tuple[InferenceSettings, TorchBackend]:
     if precision == "fp16":
         model.half()
     backend = TorchBackend(model, features, fcfg, mf, precision, Path(path))
+    if precision == "fp16":  # NHWC where bit-equal: fp16 convolutions without layout copies (fast_path)
+        example = backend.check_input()
+        if example is not None:
+            channels_last_if_exact(model, example.half())
     if precision == "fp32":
         backend.fast = backend.fast_network()
     return settings, backend
