@@ -48,3 +48,17 @@ def tone_records(folder: Path, n: int, sample_rate: int, *, seed: int, f0: float
         sf.write(path, y.astype(np.float32), sample_rate, subtype="FLOAT")
         recs.append(Record(path=path, label=f"class{i % 3}", device="a"))
     return recs
+
+
+def tiny_trained_model(base: Path, seed: int) -> Path:
+    """A CP-Mobile trained for one epoch on the synthetic scenes (1-s clips, 16 kHz, 40 mels) under
+    ``base``: the parent model of the fine-tuning and soup tests. Returns its model file."""
+    from asclab.cli import main
+    from asclab.data.synth import make_synthetic_dataset
+
+    make_synthetic_dataset(base / "synth", n_per_class_device=1, n_test_per_class_device=1, seconds=1.0,
+                           sample_rate=16000, seed=seed)
+    assert main(["--threads", "1", "train", "quickstart", "--data", str(base / "synth"), "--out", str(base / "run"),
+                 "--quiet", "--batch-size", "8", "--set", "train.epochs_cap=1",
+                 "--set", "features.sample_rate=16000", "--set", "features.n_mels=40"]) == 0
+    return base / "run" / "model.ckpt"

@@ -9,7 +9,7 @@ import pytest
 from asclab.cli import main
 from asclab.data.synth import make_synthetic_dataset
 from asclab.train.checkpoint import load_model_file, save_model_file
-from conftest import tone_records
+from conftest import tiny_trained_model, tone_records
 
 pytestmark = pytest.mark.slow
 
@@ -17,13 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
     """A CP-Mobile trained for one epoch on the synthetic scenes (1-s clips, 16 kHz)."""
-    base = tmp_path_factory.mktemp("parent")
-    make_synthetic_dataset(base / "synth", n_per_class_device=1, n_test_per_class_device=1, seconds=1.0,
-                           sample_rate=16000, seed=1)
-    assert main(["--threads", "1", "train", "quickstart", "--data", str(base / "synth"), "--out", str(base / "run"),
-                 "--quiet", "--batch-size", "8", "--set", "train.epochs_cap=1",
-                 "--set", "features.sample_rate=16000", "--set", "features.n_mels=40"]) == 0
-    return base / "run" / "model.ckpt"
+    return tiny_trained_model(tmp_path_factory.mktemp("parent"), seed=1)
 
 
 def _tones(tmp_path):

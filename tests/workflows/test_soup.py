@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from asclab.cli import main
-from asclab.data.synth import make_synthetic_dataset
 from asclab.train.checkpoint import load_model_file, save_model_file
+from conftest import tiny_trained_model
 
 pytestmark = pytest.mark.slow
 
@@ -17,12 +17,7 @@ pytestmark = pytest.mark.slow
 def members(tmp_path_factory):
     """A CP-Mobile trained for one epoch on the synthetic scenes, and two copies with perturbed weights."""
     base = tmp_path_factory.mktemp("soup")
-    make_synthetic_dataset(base / "synth", n_per_class_device=1, n_test_per_class_device=1, seconds=1.0,
-                           sample_rate=16000, seed=5)
-    assert main(["--threads", "1", "train", "quickstart", "--data", str(base / "synth"), "--out", str(base / "run"),
-                 "--quiet", "--batch-size", "8", "--set", "train.epochs_cap=1",
-                 "--set", "features.sample_rate=16000", "--set", "features.n_mels=40"]) == 0
-    paths = [base / "run" / "model.ckpt"]
+    paths = [tiny_trained_model(base, seed=5)]
     gen = torch.Generator().manual_seed(0)
     for i in (1, 2):
         mf = load_model_file(paths[0])
