@@ -51,12 +51,13 @@ def missing_reason(mirror: Path = MIRROR) -> str | None:
     return None
 
 
-def materialise(dest: Path, mirror: Path = MIRROR) -> tuple[Path, str]:
-    """Write the package's blobs, unedited, under ``dest``; returns (dest, commit)."""
+def materialise(dest: Path, mirror: Path = MIRROR, under: str | None = PACKAGE) -> tuple[Path, str]:
+    """Write the package's blobs, unedited, under ``dest``; returns (dest, commit).
+    ``under``: the mirror's folder to write (None: the whole tree, as for the CPJKU baseline)."""
     git = ["git", f"--git-dir={mirror}"]
     commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    tree = subprocess.run(git + ["ls-tree", "-r", "HEAD", "--", PACKAGE], capture_output=True, text=True,
-                          check=True).stdout
+    tree = subprocess.run(git + ["ls-tree", "-r", "HEAD", *(["--", under] if under else [])], capture_output=True,
+                          text=True, check=True).stdout
     for line in tree.splitlines():
         meta, path = line.split("\t", 1)
         _mode, kind, sha = meta.split()

@@ -45,6 +45,9 @@ BENCHES = (
     Bench("busy", "bench_busy.py", (), ("--quick",)),  # the demo twice: about 2 x 4 minutes on 2 cores
     # asclab predict vs the published DCASE 2025 winner package (issue 23); skips in one line without its mirror
     Bench("predict_package", "bench_predict_package.py", ("--files", "24"), ("--quick",)),
+    # asclab train vs the CPJKU DCASE 2024 baseline's own training pipeline (issue 23); without its mirror,
+    # asclab alone against the figure the issue states
+    Bench("train_baseline", "bench_train_baseline.py", ("--epochs", "4"), ("--epochs", "1", "--clips", "16")),
 )
 
 
@@ -111,7 +114,7 @@ def build_report(sections: list[Section], *, quick: bool, command: str, load_sta
         f"- Command: `{command}`" + (" (quick smoke pass: minimal sizes, numbers not meaningful)" if quick else ""),
         f"- Date: {started}; git revision {bl.git_revision()}",
         f"- Machine: {os.cpu_count()} cores, {bl.cpu_name()}, torch {torch.__version__} (CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}), Python {sys.version.split()[0]}",
+        f"{torch.backends.cpu.get_cpu_capability()}; flags: {bl.cpu_flags()}), Python {sys.version.split()[0]}",
         f"- Load average (1, 5, 15 min) at start: {', '.join(f'{x:.2f}' for x in load_start)}; at end: "
         f"{', '.join(f'{x:.2f}' for x in load_end)}. The machine was shared with other jobs: timings are noisy, "
         "ratios measured side by side in one run are more trustworthy than absolute numbers.",
@@ -121,7 +124,7 @@ def build_report(sections: list[Section], *, quick: bool, command: str, load_sta
     ]
     targets = [t for s in sections for t in target_rows(s)]
     if targets:
-        lines += ["## Issue 15 targets", "",
+        lines += ["## Targets (issues 15 and 23)", "",
                   "Collected from the `Target:` lines of the sections below (measured in this run).", "",
                   bl.table(["what", "measured", "target", "status"], targets, "lrrl"), ""]
     for s in sections:

@@ -115,9 +115,10 @@ def test_run_all_writes_report_atomically(bench, tmp_path, monkeypatch):
     assert "## train" in text and "## scaling" in text and "## inference" not in text
     assert "FAILED (exit code 3)" in text and "Traceback: boom" in text
     assert "run_all.py --quick --only train,scaling" in text
-    summary = text.split("## Issue 15 targets", 1)[1].split("## train", 1)[0]  # the targets, collected first
+    summary = text.split("## Targets (issues 15 and 23)", 1)[1].split("## train", 1)[0]  # the targets, collected first
     assert table_rows(summary, "train speed") == [["train speed", "2.0x", ">= 3x", "NOT met"]]
     assert table_rows(summary, "scaling (benchmark failed)")[0][1:] == ["not measured", "-", "NOT met"]
+    assert "flags:" in text  # the CPU flags on the machine line (issue 23)
     assert re.search(r"Load average \(1, 5, 15 min\) at start: [\d.]+, [\d.]+, [\d.]+", text)
     assert [p.name for p in tmp_path.iterdir()] == ["results.md"]  # no temporary file left
     with pytest.raises(SystemExit):

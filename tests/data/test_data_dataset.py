@@ -38,6 +38,26 @@ def test_items(tmp_path):
     assert WaveformDataset(recs, ["park", "bus"], 8000).device_index == {"a": 0, "s4": 1}
 
 
+def test_waveform_cache_decodes_each_file_once_within_its_budget(tmp_path, monkeypatch):
+    import asclab.data.dataset as dataset_module
+
+    recs = [Record(_clip(tmp_path / f"{k}.wav", 1.0), label="bus") for k in "abc"]
+    plain = [item["wave"] for item in WaveformDataset(recs, ["bus"], 8000, "mono", 1.0)]
+    reads = Counter()
+    real_load = dataset_module.load_audio
+    monkeypatch.setattr(dataset_module, "load_audio", lambda path, *a, **k: reads.update([Path(path).name])
+                        or real_load(path, *a, **k))
+    # 2 clips of 8000 float32 samples fit in the budget, the third does not
+    cached = WaveformDataset(recs, ["bus"], 8000, "mono", 1.0, cache_mb=2.5 * 8000 * 4 / 2**20)
+    for _ in range(3):  # three epochs
+        for i in range(3):
+            item = cached[i]
+            torch.testing.assert_close(item["wave"], plain[i], rtol=0, atol=0)
+            item["wave"].mul_(0)  # a consumer writing into its item does not change the cache
+    assert reads == Counter({"a.wav": 1, "b.wav": 1, "c.wav": 3})  # c is over the budget: decoded every epoch
+    assert cached._cached == 2 * 8000 * 4
+
+
 def test_unknown_label_and_skip(tmp_path):
     good = Record(_clip(tmp_path / "good.wav", 0.2), label="bus")
     alien = Record(_clip(tmp_path / "alien.wav", 0.2), label="moon", extra={"source": "meta.csv", "row": 7})

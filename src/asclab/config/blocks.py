@@ -88,6 +88,9 @@ class TrainConfig:
     cache_features: bool = True
     cache_workers: int | None = spec(None, lo=1, hi=256)
     cache_shard_size: int | None = spec(None, lo=1, hi=1 << 20)
+    # recipes that augment audio read waveforms: keep this many MiB of them decoded across epochs (0: decode
+    # every epoch); per loader process
+    waveform_cache_mb: int = spec(2048, lo=0, hi=1 << 24)
     precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
     channels_last: bool | Literal["auto"] = "auto"  # NHWC weights and inputs; auto: where measured faster (models.layout)
     val_every: int = spec(1, lo=1, hi=100_000)

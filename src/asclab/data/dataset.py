@@ -37,6 +37,7 @@ class WaveformDataset(Dataset):
         on_error: str = "raise",
         resampler: str = "soxr",
         expect_rate: int | None = None,
+        cache_mb: float = 0,
     ) -> None:
         policy = ErrorPolicy(on_error)
         self.classes = list(classes)
@@ -66,18 +67,33 @@ class WaveformDataset(Dataset):
         self.duration = duration
         self.resampler = resampler  # features.resampler: soxr, or sinc_hann (the CPJKU baselines' torchaudio method)
         self.expect_rate = expect_rate  # data.expect_rate: the rate every file must have (None: any, resampled)
+        # decoded, resampled waveforms kept across epochs up to cache_mb (train.waveform_cache_mb; per
+        # loader process): decoding is deterministic, so a cached item equals a decoded one (issue 23)
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: dict[int, np.ndarray] = {}
+        self._cached = 0
 
     def __len__(self) -> int:
         return len(self.records)
 
+    def _wave(self, i: int, rec: Record) -> np.ndarray:
+        wave = self._cache.get(i)
+        if wave is None:
+            with naming_row(rec):  # errors name the metadata file and row
+                check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip
+                wave = load_audio(rec.path, self.sample_rate, self.channels, self.duration,
+                                  resampler=self.resampler, expect_rate=self.expect_rate)
+            if self._cached + wave.nbytes <= self.cache_bytes:
+                wave.flags.writeable = False  # items share it: torch.from_numpy below must not be written to
+                self._cache[i] = wave
+                self._cached += wave.nbytes
+        return wave
+
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
-        with naming_row(rec):  # errors name the metadata file and row
-            check_not_near_empty(rec.path, self.duration)  # asclab.data.audio.MIN_AUDIO_SHARE of the clip, at least
-            wave = load_audio(rec.path, self.sample_rate, self.channels, self.duration, resampler=self.resampler,
-                              expect_rate=self.expect_rate)
+        wave = self._wave(i, rec)
         return {
-            "wave": torch.from_numpy(wave),
+            "wave": torch.from_numpy(wave.copy() if not wave.flags.writeable else wave),
             "label": self.class_index[rec.label] if rec.label is not None else -1,
             "device": self.device_index.get(rec.device, -1) if rec.device is not None else -1,
             "index": i,

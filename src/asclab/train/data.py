@@ -76,7 +76,7 @@ def make_dataset(records: list[Record], recipe: dict | RecipeConfig, classes: li
     if waveforms:
         return WaveformDataset(records, classes, fcfg.sample_rate, fcfg.channels, data.duration,
                                devices=devices, on_error=data.on_error, resampler=fcfg.resampler,
-                               expect_rate=data.expect_rate)
+                               expect_rate=data.expect_rate, cache_mb=cfg.train.waveform_cache_mb)
     cache = feature_cache(records, cfg, cache_dir, progress)
     cidx = {c: i for i, c in enumerate(classes)}
     didx = {d: i for i, d in enumerate(devices)}
