@@ -141,6 +141,31 @@ def test_template_api_from_a_payload_file(tmp_path, one_torch_thread):
     assert submission_module.DEFAULT_WEIGHTS == "submission_module.pt"  # in a package: NAME_<i>.pt
 
 
+def test_template_fp16_networks_go_channels_last_only_with_identical_logits(tmp_path, one_torch_thread):
+    """fp16 packages put their networks in channels_last where the probe's logits stay bit-equal (issue 23)."""
+    torch.manual_seed(0)
+    cfg = FeatureConfig.from_dict(BASELINE_FEATURES)
+    fx = FeatureExtractor(cfg)
+    nets = {k: create_model("cp_mobile", num_classes=10, in_chans=1).eval() for k in ("base", "a")}
+    arch = package._architecture(SimpleNamespace(meta=SimpleNamespace(model={"name": "cp_mobile"}),
+                                                 classes=TAU_CLASSES, fcfg=SimpleNamespace(in_chans=1)))
+    payload = {"classes": list(TAU_CLASSES), "precision": "fp16", "devices": ["a"],
+               "models": {k: {n: t.half() for n, t in net.state_dict().items()} for k, net in nets.items()},
+               "window": fx.mel.window, "filterbank": fx.mel.filterbank, "arch": arch,
+               "front_end": package._front_end(SimpleNamespace(fcfg=cfg))}
+    model = _common.Submission(payload)
+    x = model.preprocess(torch.randn(2, 32000, generator=torch.Generator().manual_seed(1)) * 0.1)
+    conv = next(m for m in model.model.base.modules() if isinstance(m, torch.nn.Conv2d))
+    layout = conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dim() == 4
+    with torch.no_grad():
+        got = {d: _common.get_model_for_device(model, d)(x) for d in ("a", "b")}
+        model.model.to(memory_format=torch.contiguous_format)
+        want = {d: _common.get_model_for_device(model, d)(x) for d in ("a", "b")}
+    assert _common._channels_last_if_exact(model.model, 256) == layout
+    for d in ("a", "b"):  # on another input than the probe, too
+        assert torch.equal(got[d], want[d]) or not layout, d
+
+
 def test_evaluate_submission_takes_the_one_package_folder_beside_it(tmp_path):
     with pytest.raises(SystemExit, match="none"):
         evaluate_submission.package_beside(tmp_path)

@@ -23,10 +23,26 @@ class Submission(torch.nn.Module):
         self.model.eval()
         if self.precision == "fp16":
             self.model.half()
+            _channels_last_if_exact(self.model, int(payload["filterbank"].shape[0]))
 
     def preprocess(self, wave):
         x = self.front_end(wave)
         return x.half() if self.precision == "fp16" else x
+
+
+def _channels_last_if_exact(models, n_mels):
+    """channels_last memory format for the fp16 networks where every one's output on a probe stays
+    equal bit for bit (oneDNN then skips the layout copies around each convolution on the CPU:
+    about 49 -> 37 ms per 10-s file at one thread); otherwise they stay contiguous."""
+    probe = torch.randn(1, 1, n_mels, 101, generator=torch.Generator().manual_seed(0)).half()
+    nets = [models.base, *models.device_models.values()]
+    with torch.no_grad():
+        refs = [net(probe) for net in nets]
+        models.to(memory_format=torch.channels_last)
+        same = all(torch.equal(net(probe), ref) for net, ref in zip(nets, refs))
+    if not same:
+        models.to(memory_format=torch.contiguous_format)
+    return same
 
 
 def load_model(model_file_path):
