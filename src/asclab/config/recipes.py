@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "optim": {"name": "adam", "lr": 1e-3},
     "schedule": {"name": "cosine"},
     "train": {"epochs": 10, "batch_size": 32, "seed": 0, "num_workers": 0,
-              "train_crop_frames": None, "cache_features": True, "precision": "32-true",
+              "train_crop_frames": None, "cache_features": True, "precision": "auto",
               "val_every": 1, "deterministic": False,
               "drop_last": None,  # None: drop the last incomplete batch when a full one exists; false: keep it
               "keep": "last"},  # weights kept: "last" epoch, or "best" on data.validation (asclab.data.validation)

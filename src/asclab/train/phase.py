@@ -11,11 +11,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
+from asclab.config import plain
 from asclab.io import atomic_path
 from asclab.train.averaging import build_averaging
 from asclab.train.data import make_loader
 from asclab.train.distributed import lr_factor
 from asclab.train.loggers import stage_loggers
+from asclab.train.precision import resolve_precision
 from asclab.train.resume import AtomicCheckpointIO, ResumeCheckpoint, ResumeState
 from asclab.train.stages import StageContext
 
@@ -55,7 +57,8 @@ def train_phase(module: L.LightningModule, ctx: StageContext, train_ds: Dataset,
                   enable_progress_bar=progress,
                   enable_model_summary=False, log_every_n_steps=5,
                   deterministic=scfg.train.deterministic,
-                  precision=scfg.train.precision,
+                  precision=resolve_precision(scfg.train.precision, plain(scfg.model),
+                                              cuda=torch.cuda.is_available()),
                   check_val_every_n_epoch=scfg.train.val_every,
                   num_sanity_val_steps=0)
     kwargs.update(trainer_kwargs or {})
