@@ -224,6 +224,7 @@ def _seen_epochs(out: Path, seen: dict[int, float]) -> None:
 def run_asclab(records, data: Path, work: Path, args, subset: bool) -> dict:
     """``asclab train`` in a subprocess, timed wall clock, its epoch ends polled from the run folder."""
     data_dir = subset_folder(records, data, work / "data") if subset else Path(data)
+    work.mkdir(parents=True, exist_ok=True)
     out, cache = work / "run", work / "cache"
     cmd = asclab_command(data_dir, out, cache, args, subset)
     seen: dict[int, float] = {}
