@@ -85,8 +85,11 @@ def test_auto_precision_is_bf16_only_on_native_bf16_cpus_for_measured_checked_fa
         assert resolve("auto", {"name": "cp_mobile"}, cuda=True) == "32-true"  # CUDA: not measured
         assert resolve("32-true", {"name": "cp_mobile"}) == "32-true"  # an explicit setting wins
         assert resolve("bf16-mixed", {"name": "mobilenetv2_small"}) == "bf16-mixed"
-    monkeypatch.setattr(precision_rule, "ACCURACY_CHECKED", frozenset())
     monkeypatch.setattr(precision_rule, "cpu_has_native_bf16", lambda: True)
+    assert resolve("auto", {"name": "cp_mobile"}, quantising=True) == "32-true"  # a qat stage: fake quant in fp32
+    with pytest.raises(ConfigError, match="qat stage"):
+        resolve("bf16-mixed", {"name": "cp_mobile"}, quantising=True)
+    monkeypatch.setattr(precision_rule, "ACCURACY_CHECKED", frozenset())
     assert resolve("auto", {"name": "cp_mobile"}) == "32-true"  # faster, but its accuracy not checked
 
 

@@ -58,7 +58,8 @@ def train_phase(module: L.LightningModule, ctx: StageContext, train_ds: Dataset,
                   enable_model_summary=False, log_every_n_steps=5,
                   deterministic=scfg.train.deterministic,
                   precision=resolve_precision(scfg.train.precision, plain(scfg.model),
-                                              cuda=torch.cuda.is_available()),
+                                              cuda=torch.cuda.is_available(),
+                                              quantising=getattr(ctx.stage, "qat", None) is not None),
                   check_val_every_n_epoch=scfg.train.val_every,
                   num_sanity_val_steps=0)
     kwargs.update(trainer_kwargs or {})

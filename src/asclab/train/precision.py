@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 
+from asclab.errors import ConfigError
+
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 # samples/s, channels_last fp32 -> channels_last + bf16 autocast (bench_train_step.py --steps 3, 10-s clips,
@@ -39,10 +41,17 @@ def prefers_bf16(model_name: str | None) -> bool:
     return str(model_name) in ACCURACY_CHECKED and bf16 > fp32
 
 
-def resolve_precision(setting: str, model: dict | None, *, cuda: bool = False) -> str:
-    """``train.precision`` for Lightning: ``auto`` becomes "bf16-mixed" or "32-true" (module docstring)."""
+def resolve_precision(setting: str, model: dict | None, *, cuda: bool = False, quantising: bool = False) -> str:
+    """``train.precision`` for Lightning: ``auto`` becomes "bf16-mixed" or "32-true" (module docstring).
+    ``quantising``: a ``qat`` stage, whose fake quantisers compute in float32 (torchao PT2E): ``auto``
+    is fp32 there, and a 16-bit setting is refused."""
+    if quantising and setting not in ("auto", "32-true", "32", "64-true"):
+        raise ConfigError(f"train.precision: {setting} cannot train a qat stage (its fake quantisers compute in "
+                          "float32); use auto or 32-true")
     if setting != "auto":
         return setting
+    if quantising:
+        return "32-true"
     model = dict(model or {})
     if model.get("name") == "device_container":
         model = dict(model.get("base") or {})
