@@ -27,11 +27,17 @@ def prefers_channels_last(model_name: str | None) -> bool:
     return nhwc > fp32
 
 
+def model_family(model: dict | None) -> str | None:
+    """The registered model name a recipe's ``model`` block trains (a device container: its
+    general network's), as the per-family measurements are keyed."""
+    model = dict(model or {})
+    if model.get("name") == "device_container":
+        model = dict(model.get("base") or {})
+    return model.get("name")
+
+
 def resolve_channels_last(setting: bool | str, model: dict | None) -> bool:
     """``train.channels_last`` as a boolean: ``auto`` becomes the measured choice for ``model``."""
     if setting != "auto":
         return bool(setting)
-    model = dict(model or {})
-    if model.get("name") == "device_container":
-        model = dict(model.get("base") or {})
-    return prefers_channels_last(model.get("name"))
+    return prefers_channels_last(model_family(model))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 from asclab.errors import ConfigError
+from asclab.models.layout import model_family
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -52,9 +53,6 @@ def resolve_precision(setting: str, model: dict | None, *, cuda: bool = False, q
         return setting
     if quantising:
         return "32-true"
-    model = dict(model or {})
-    if model.get("name") == "device_container":
-        model = dict(model.get("base") or {})
-    if not cuda and cpu_has_native_bf16() and prefers_bf16(model.get("name")):
+    if not cuda and cpu_has_native_bf16() and prefers_bf16(model_family(model)):
         return "bf16-mixed"
     return "32-true"

@@ -13,6 +13,7 @@ members (file and sha256).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -54,11 +55,11 @@ def _members(paths: Sequence[str | Path]) -> list[tuple[Path, ModelFile]]:
 
 
 def _write(members: list[tuple[Path, ModelFile]], out: Path, kind: str) -> Path:
-    mf = load_model_file(members[0][0])  # a fresh copy: the members' own states stay as read
-    mf.state_dict = average_states([m.state_dict for _, m in members])
-    mf.extra = {**(mf.extra or {}), "ancestry": list((mf.extra or {}).get("ancestry") or []) + [
+    first = members[0][1]  # replaced fields only: the members' own states stay as read
+    extra = {**(first.extra or {}), "ancestry": list((first.extra or {}).get("ancestry") or []) + [
         {"soup": kind, "members": [{"file": str(p), "sha256": file_sha256(p)} for p, _ in members]}]}
-    return save_model_file(mf, out)
+    return save_model_file(replace(first, state_dict=average_states([m.state_dict for _, m in members]),
+                                   extra=extra), out)
 
 
 def _accuracy(path: Path, data_dir: Path) -> float:
